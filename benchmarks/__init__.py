@@ -1,0 +1,1 @@
+"""Performance suite: every figure is a ratio of two implementations timed side by side in one run."""

@@ -1,0 +1,239 @@
+"""VGG-like OTNNs and their unconstrained twins (paper appendix A.2.2, Tables 6 and 7).
+
+Both families have the same layer sizes. The OTNN uses deel-torchlip's ``SpectralConv2d`` / ``SpectralLinear``,
+our ``GroupSort2``, L2-norm pooling and the scaled global average pool; the unconstrained twin uses
+``Conv2d`` + ``BatchNorm`` + ``ReLU`` and average pooling.
+
+* ``*_vgg_fashionmnist``: Table 7 (3x96, stride-2 conv, 3x192, stride-2 conv, 3x384, global pool, dense 10).
+* ``*_vgg_celeba``: Table 6 (16-16 / 32-32 / 64x3 / 128x3 / 128x3 with pooling, dense 256-256-22),
+  default input 3x218x178; ``img_size=(109, 89)`` builds it for half-resolution images.
+* ``*_small``: the same stacks with narrower layers, for CPU budgets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
+
+from ..labels import CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
+from ..layers import GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d, SpectralConv2d, SpectralLinear
+from ._common import default_cfg
+
+__all__ = ["VGGSpec", "VGGNet"]
+
+
+@dataclass(frozen=True)
+class VGGSpec:
+    """Layer sizes of one VGG-like architecture.
+
+    ``stages`` lists the conv widths of each stage. ``downsample='pool'`` pools 2x2 after every stage (Table 6);
+    ``'stride'`` makes the last conv of every stage but the final one a stride-2 conv (Table 7).
+    ``global_pool`` averages the last feature map before the head (else it is flattened); ``hidden`` lists the
+    widths of the dense layers before the classifier.
+    """
+
+    stages: tuple[tuple[int, ...], ...]
+    downsample: str
+    global_pool: bool
+    hidden: tuple[int, ...] = ()
+
+    def scaled(self, divisor: int) -> "VGGSpec":
+        """The same stack with every width divided by ``divisor`` (kept even for GroupSort2)."""
+        def shrink(width: int) -> int:
+            return max(2, 2 * round(width / divisor / 2))
+
+        return VGGSpec(
+            tuple(tuple(shrink(w) for w in stage) for stage in self.stages),
+            self.downsample,
+            self.global_pool,
+            tuple(shrink(w) for w in self.hidden),
+        )
+
+
+FASHIONMNIST = VGGSpec(stages=((96,) * 4, (192,) * 4, (384,) * 3), downsample="stride", global_pool=True)
+CELEBA = VGGSpec(
+    stages=((16, 16), (32, 32), (64,) * 3, (128,) * 3, (128,) * 3), downsample="pool", global_pool=False,
+    hidden=(256, 256),
+)
+
+
+def _conv_block(in_chs: int, out_chs: int, stride: int, lipschitz: bool) -> list[nn.Module]:
+    if lipschitz:
+        return [SpectralConv2d(in_chs, out_chs, kernel_size=3, stride=stride, padding=1), GroupSort2()]
+    return [
+        nn.Conv2d(in_chs, out_chs, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_chs),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def _dense_block(in_features: int, out_features: int, lipschitz: bool) -> list[nn.Module]:
+    if lipschitz:
+        return [SpectralLinear(in_features, out_features), GroupSort2()]
+    return [nn.Linear(in_features, out_features, bias=False), nn.BatchNorm1d(out_features), nn.ReLU(inplace=True)]
+
+
+def _classifier(in_features: int, num_classes: int, lipschitz: bool) -> nn.Module:
+    if num_classes <= 0:
+        return nn.Identity()
+    return SpectralLinear(in_features, num_classes) if lipschitz else nn.Linear(in_features, num_classes)
+
+
+class VGGNet(nn.Module):
+    """A VGG-like network, 1-Lipschitz (OTNN) when ``lipschitz=True``, else its unconstrained twin."""
+
+    def __init__(
+        self,
+        spec: VGGSpec,
+        lipschitz: bool,
+        num_classes: int = 10,
+        in_chans: int = 1,
+        img_size: int | Sequence[int] = 28,
+    ) -> None:
+        super().__init__()
+        if spec.downsample not in ("pool", "stride"):
+            raise ValueError(f"downsample must be 'pool' or 'stride', got {spec.downsample!r}")
+        height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.spec = spec
+        self.is_lipschitz = lipschitz
+        self.num_classes = num_classes
+        self.img_size = (height, width)
+
+        layers: list[nn.Module] = []
+        self.feature_info: list[dict] = []
+        in_chs, reduction = in_chans, 1
+        for stage_idx, widths in enumerate(spec.stages):
+            last_stage = stage_idx == len(spec.stages) - 1
+            for conv_idx, out_chs in enumerate(widths):
+                stride = 2 if spec.downsample == "stride" and not last_stage and conv_idx == len(widths) - 1 else 1
+                layers += _conv_block(in_chs, out_chs, stride, lipschitz)
+                in_chs, reduction = out_chs, reduction * stride
+                if stride == 2:
+                    height, width = (height + 1) // 2, (width + 1) // 2
+            self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f"features.{len(layers) - 1}"))
+            if spec.downsample == "pool":
+                layers.append(ScaledL2NormPool2d(kernel_size=2) if lipschitz else nn.AvgPool2d(kernel_size=2))
+                height, width, reduction = height // 2, width // 2, reduction * 2
+                if min(height, width) < 1:
+                    raise ValueError(
+                        f"img_size={img_size} is too small for {len(spec.stages)} 2x2 poolings: "
+                        f"use at least {2 ** len(spec.stages)} pixels per side"
+                    )
+        self.features = nn.Sequential(*layers)
+        self.num_features = in_chs if spec.global_pool else in_chs * height * width
+
+        if spec.global_pool:
+            self.global_pool = ScaledAdaptiveAvgPool2d((1, 1)) if lipschitz else nn.AdaptiveAvgPool2d(1)
+        else:
+            self.global_pool = nn.Identity()
+        self.flatten = nn.Flatten(1)
+        dense: list[nn.Module] = []
+        in_features = self.num_features
+        for hidden in spec.hidden:
+            dense += _dense_block(in_features, hidden, lipschitz)
+            in_features = hidden
+        self.pre_logits = nn.Sequential(*dense)
+        self.head_hidden_size = in_features
+        self.head = _classifier(in_features, num_classes, lipschitz)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            raise ValueError("the pooling of a VGGNet is fixed by its architecture; pass global_pool=None")
+        self.num_classes = num_classes
+        self.head = _classifier(self.head_hidden_size, num_classes, self.is_lipschitz)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pre_logits(self.flatten(self.global_pool(x)))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _create_vgg(variant: str, pretrained: bool, spec: VGGSpec, **kwargs) -> VGGNet:
+    out_indices = kwargs.pop("out_indices", tuple(range(len(spec.stages))))
+    return build_model_with_cfg(
+        VGGNet,
+        variant,
+        pretrained,
+        spec=spec,
+        lipschitz=variant.startswith("otnn_"),
+        feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
+        **kwargs,
+    )
+
+
+_FASHION = dict(
+    num_classes=10, input_size=(1, 28, 28), mean=(0.0,), std=(1.0,), label_names=FASHION_MNIST_CLASSES,
+    license="mit", description="Fashion-MNIST classifier, inputs in [0, 1]",
+)
+_CELEBA = dict(
+    num_classes=22, input_size=(3, 218, 178), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fixed_input_size=True,
+    label_names=CELEBA_PAPER_ATTRIBUTES, license="other",
+    description="CelebA multilabel classifier of the paper's 22 attributes, inputs in [0, 1]",
+    notes=("CelebA-derived weights: non-commercial research use only (CelebA agreement)",),
+)
+
+default_cfgs = generate_default_cfgs({
+    f"{family}_vgg_{data}{size}": default_cfg(**cfg)
+    for family in ("otnn", "unconstrained")
+    for data, cfg in (("fashionmnist", _FASHION), ("celeba", _CELEBA))
+    for size in ("", "_small")
+})
+
+
+@register_model
+def otnn_vgg_fashionmnist(pretrained: bool = False, **kwargs) -> VGGNet:
+    """OTNN of paper Table 7 for 1x28x28 Fashion-MNIST."""
+    return _create_vgg("otnn_vgg_fashionmnist", pretrained, FASHIONMNIST, **kwargs)
+
+
+@register_model
+def unconstrained_vgg_fashionmnist(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Unconstrained twin of paper Table 7 (Conv2d + BatchNorm + ReLU)."""
+    return _create_vgg("unconstrained_vgg_fashionmnist", pretrained, FASHIONMNIST, **kwargs)
+
+
+@register_model
+def otnn_vgg_fashionmnist_small(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Table 7 OTNN with widths divided by 4 (24/48/96), for CPU budgets."""
+    return _create_vgg("otnn_vgg_fashionmnist_small", pretrained, FASHIONMNIST.scaled(4), **kwargs)
+
+
+@register_model
+def unconstrained_vgg_fashionmnist_small(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Unconstrained twin of ``otnn_vgg_fashionmnist_small``."""
+    return _create_vgg("unconstrained_vgg_fashionmnist_small", pretrained, FASHIONMNIST.scaled(4), **kwargs)
+
+
+@register_model
+def otnn_vgg_celeba(pretrained: bool = False, **kwargs) -> VGGNet:
+    """OTNN of paper Table 6 for 3x218x178 CelebA, 22 attributes; ``img_size=(109, 89)`` for half resolution."""
+    return _create_vgg("otnn_vgg_celeba", pretrained, CELEBA, **kwargs)
+
+
+@register_model
+def unconstrained_vgg_celeba(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Unconstrained twin of paper Table 6 (Conv2d + BatchNorm + ReLU, average pooling)."""
+    return _create_vgg("unconstrained_vgg_celeba", pretrained, CELEBA, **kwargs)
+
+
+@register_model
+def otnn_vgg_celeba_small(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Table 6 OTNN with widths halved (8/16/32/64/64, dense 128), for CPU budgets."""
+    return _create_vgg("otnn_vgg_celeba_small", pretrained, CELEBA.scaled(2), **kwargs)
+
+
+@register_model
+def unconstrained_vgg_celeba_small(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Unconstrained twin of ``otnn_vgg_celeba_small``."""
+    return _create_vgg("unconstrained_vgg_celeba_small", pretrained, CELEBA.scaled(2), **kwargs)

@@ -1,0 +1,48 @@
+"""Shared fixtures: where the shared data lives, and a way to give a model trained-like weights fast."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import otnn_plugin  # noqa: F401  (registers the timm models)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """``$OTNN_DATA_DIR`` if set, else ``../shared/data`` next to the repository."""
+    return Path(os.environ.get("OTNN_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = shared_data_dir()
+    if not (path / "fashion-mnist").is_dir():
+        pytest.fail(f"shared test data not found at {path}: set OTNN_DATA_DIR to the folder holding fashion-mnist/")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+def train_a_little(model: torch.nn.Module, input_shape: tuple[int, ...], steps: int = 3, lr: float = 1e-3) -> None:
+    """A few optimiser steps on random data, so that spectral and Björck states are those of a trained model.
+
+    Adam steps much larger than 1e-3 per weight can make deel-torchlip's one-step power iteration lag far
+    behind the true spectral norm, and Björck then diverges to NaN on the widest convolutions.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        out = model(torch.rand(4, *input_shape))
+        loss = -(out * torch.randn_like(out)).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()

@@ -19,3 +19,21 @@ def default_cfg(**kwargs: Any) -> dict[str, Any]:
         **PAPER,
         **kwargs,
     }
+
+
+def with_pretrained_file(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """When weights are asked for, resolve them (hub, else ``registry/``) and point timm at that safetensors file.
+
+    The registry folder is named after the full timm name, tag included (``otnn_vgg_celeba.subset_109x89``).
+    """
+    if not pretrained:
+        return kwargs
+    from timm.models import get_pretrained_cfg
+
+    from ..hub import resolve_weights
+
+    tag = kwargs.get("pretrained_cfg") if isinstance(kwargs.get("pretrained_cfg"), str) else None
+    cfg = get_pretrained_cfg(f"{variant}.{tag}" if tag else variant)
+    full_name = f"{variant}.{cfg.tag}" if cfg is not None and cfg.tag else variant
+    overlay = {**(kwargs.get("pretrained_cfg_overlay") or {}), "file": str(resolve_weights(full_name))}
+    return {**kwargs, "pretrained_cfg_overlay": overlay}

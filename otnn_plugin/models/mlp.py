@@ -12,7 +12,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from ..layers import GroupSort2, SpectralLinear
-from ._common import default_cfg
+from ._common import default_cfg, with_pretrained_file
 
 __all__ = ["MLP"]
 
@@ -75,7 +75,8 @@ def _create_mlp(variant: str, pretrained: bool, **kwargs) -> MLP:
     out_indices = kwargs.pop("out_indices", tuple(range(len(kwargs.get("hidden", DEFAULT_HIDDEN)))))
     return build_model_with_cfg(
         MLP, variant, pretrained, lipschitz=variant.startswith("otnn_"),
-        feature_cfg=dict(flatten_sequential=True, out_indices=out_indices), **kwargs,
+        feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
+        **with_pretrained_file(variant, pretrained, kwargs),
     )
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..labels import CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
 from ..layers import GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d, SpectralConv2d, SpectralLinear
-from ._common import default_cfg
+from ._common import default_cfg, with_pretrained_file
 
 __all__ = ["VGGSpec", "VGGNet"]
 
@@ -168,7 +168,7 @@ def _create_vgg(variant: str, pretrained: bool, spec: VGGSpec, **kwargs) -> VGGN
         spec=spec,
         lipschitz=variant.startswith("otnn_"),
         feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
-        **kwargs,
+        **with_pretrained_file(variant, pretrained, kwargs),
     )
 
 
@@ -183,11 +183,23 @@ _CELEBA = dict(
     notes=("CelebA-derived weights: non-commercial research use only (CelebA agreement)",),
 )
 
+#: Weights trained on our 10,000-image CelebA subset at half resolution carry this tag.
+CELEBA_SUBSET_TAG = "subset_109x89"
+_CELEBA_SUBSET = dict(_CELEBA, input_size=(3, 109, 89),
+                      description=_CELEBA["description"] + "; trained on a 10,000-image subset at 109x89")
+
 default_cfgs = generate_default_cfgs({
-    f"{family}_vgg_{data}{size}": default_cfg(**cfg)
-    for family in ("otnn", "unconstrained")
-    for data, cfg in (("fashionmnist", _FASHION), ("celeba", _CELEBA))
-    for size in ("", "_small")
+    **{
+        f"{family}_vgg_{data}{size}": default_cfg(**cfg)
+        for family in ("otnn", "unconstrained")
+        for data, cfg in (("fashionmnist", _FASHION), ("celeba", _CELEBA))
+        for size in ("", "_small")
+    },
+    **{
+        f"{family}_vgg_celeba{size}.{CELEBA_SUBSET_TAG}": default_cfg(**_CELEBA_SUBSET)
+        for family in ("otnn", "unconstrained")
+        for size in ("", "_small")
+    },
 })
 
 

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 #: Subcommand modules; each defines ``register(subparsers)`` which adds a parser with ``func=run``.
-COMMANDS = ("demo",)
+COMMANDS = ("demo", "train", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args) or 0
     except (ValueError, KeyError, OSError) as err:

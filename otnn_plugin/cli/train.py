@@ -1,0 +1,53 @@
+"""``otnn train``: train a recipe on CPU or GPU, resumable, optionally into registry/."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from ..hub import registry_dir, save_to_registry
+from ..train import list_recipes, load_recipe, prepare, train
+from ..train.card import model_card
+from ..train.trainer import LOG
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train an OTNN or unconstrained model from a recipe",
+        description="Train from a recipe (a shipped name or a YAML path); flags override the recipe. "
+                    f"Shipped recipes: {', '.join(list_recipes())}.",
+    )
+    parser.add_argument("--recipe", required=True, help="recipe name or path to a YAML file")
+    parser.add_argument("--epochs", type=int, help="number of epochs")
+    parser.add_argument("--lr", type=float, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=int, help="batch size")
+    parser.add_argument("--seed", type=int, help="seed for initialisation, shuffling and augmentation")
+    parser.add_argument("--train-limit", type=int, help="use only this many training images (seeded subset)")
+    parser.add_argument("--test-limit", type=int, help="use only this many test images (seeded subset)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--data-dir", help="folder holding the local datasets (default: $OTNN_DATA_DIR, else the hub)")
+    parser.add_argument("--out", help="run folder for checkpoint.safetensors and log.jsonl (default: runs/RECIPE)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--registry", action="store_true",
+                        help="when done, write the model to the registry under the recipe's registry_name")
+    parser.add_argument("--registry-dir", type=Path, help="registry root (default: $OTNN_REGISTRY or ./registry)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.recipe, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         train_limit=args.train_limit, test_limit=args.test_limit)
+    if args.registry and not recipe.registry_name:
+        raise ValueError(f"recipe {recipe.name} has no registry_name: add one to export it with --registry")
+    prepared = prepare(recipe, device=args.device, data_dir=args.data_dir)
+    run_dir = Path(args.out or Path("runs") / recipe.name)
+    result = train(prepared, run_dir, resume=args.resume, progress=not args.quiet)
+    print(json.dumps({"run_dir": str(run_dir), "epochs": result.epochs, "test": result.scores}))
+    if args.registry:
+        log = [json.loads(line) for line in (run_dir / LOG).read_text().splitlines()]
+        card = model_card(recipe.registry_name, prepared, result, "otnn " + shlex.join(args.argv), log)
+        folder = save_to_registry(prepared.model.eval(), recipe.registry_name, card, args.registry_dir or registry_dir())
+        print(f"registry: {folder}")
+    return 0

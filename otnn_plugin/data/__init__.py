@@ -1,0 +1,101 @@
+"""The paper's datasets as Hugging Face ``datasets.Dataset``: Fashion-MNIST, CelebA and two Koch snowflakes.
+
+    ds = load_dataset("celeba", "train")    # local files (data_dir, else $OTNN_DATA_DIR), else the hub
+    x, y = to_tensors(ds)                    # the whole split: float32 NCHW in [0, 1], and the labels
+
+Where data comes from and how it is cached: :mod:`.sources`; each dataset's columns, splits and options: its
+module (:mod:`.fashion_mnist`, :mod:`.celeba`, :mod:`.snowflake`). CelebA's training augmentation:
+:func:`.transforms.celeba_augment`.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from types import ModuleType
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, Image
+
+from . import celeba, fashion_mnist, snowflake
+from ._arrow import column_to_numpy
+
+__all__ = ["SPLITS", "label_names", "label_rates", "list_datasets", "load_dataset", "to_tensors"]
+
+SPLITS = ("train", "test")
+_MODULES: dict[str, ModuleType] = {"celeba": celeba, "fashion_mnist": fashion_mnist, "snowflake": snowflake}
+
+
+def list_datasets() -> list[str]:
+    return sorted(_MODULES)
+
+
+def _checked(name: str, options: dict) -> ModuleType:
+    if name not in _MODULES:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(list_datasets())}")
+    module = _MODULES[name]
+    known = [p for p in inspect.signature(module.load).parameters if p not in ("split", "data_dir")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"{name}: unknown option(s) {', '.join(unknown)}; its options are: {', '.join(known)}")
+    return module
+
+
+def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, **options) -> Dataset:
+    """Split ``train`` or ``test`` of dataset ``name`` (see :func:`list_datasets`).
+
+    ``data_dir`` is the folder holding ``fashion-mnist/`` and ``celeba-subset/`` (or one dataset's folder itself);
+    without it, ``$OTNN_DATA_DIR``, then the Hugging Face hub. ``options`` are the dataset's: ``cache_dir`` for
+    both image datasets; ``attributes``, ``attr_file``, ``image_dir`` for CelebA; ``n``, ``seed``, ``depth``, ``size``,
+    ``inner_ratio``, ``noise`` for the snowflakes.
+    """
+    module = _checked(name, options)
+    if split not in SPLITS:
+        raise ValueError(f"{name}: unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    return module.load(split, data_dir, **options)
+
+
+def label_names(name: str, **options) -> tuple[str, ...]:
+    """Names of the classes (Fashion-MNIST), of the ``labels`` columns in order (CelebA), or of labels -1 and +1
+    (snowflake). Takes the same options as :func:`load_dataset` and uses those that matter (``attributes``)."""
+    module = _checked(name, options)
+    wanted = inspect.signature(module.label_names).parameters
+    return module.label_names(**{key: value for key, value in options.items() if key in wanted})
+
+
+def _images(dataset: Dataset) -> np.ndarray:
+    if isinstance(dataset.features["image"], Image):  # the hub's CelebA keeps JPEGs; datasets decodes them
+        return np.stack(dataset.with_format("numpy")["image"][:])
+    return column_to_numpy(dataset, "image")
+
+
+def to_tensors(dataset: Dataset, device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole dataset as ``(x, y)`` tensors on ``device``, read from Arrow buffers without a loop over rows.
+
+    Images: ``x`` float32 (N, C, H, W) in [0, 1] (paper A.2.1), converted on ``device`` after a uint8 transfer;
+    ``y`` int64 (N,) from ``label`` or float32 (N, L) of 0/1 from ``labels``. Snowflake: ``x`` float32 (N, 2),
+    ``y`` float32 (N,) of -1/+1.
+    """
+    columns = dataset.column_names
+    if "point" in columns:
+        points, labels = column_to_numpy(dataset, "point"), column_to_numpy(dataset, "label")
+        return torch.from_numpy(points).to(device), torch.from_numpy(labels).to(device, torch.float32)
+    if "image" not in columns or not {"label", "labels"} & set(columns):
+        raise ValueError(f"to_tensors needs columns image and label(s), or point and label; got {columns}")
+    images = torch.from_numpy(_images(dataset)).to(device)
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
+    x = images.to(torch.float32).div_(255)
+    if "labels" in columns:
+        return x, torch.from_numpy(column_to_numpy(dataset, "labels")).to(device, torch.float32)
+    return x, torch.from_numpy(column_to_numpy(dataset, "label")).to(device, torch.int64)
+
+
+def label_rates(dataset: Dataset) -> torch.Tensor:
+    """Positive rate of every ``labels`` column (CelebA, paper Table 5), or the share of every class of ``label``
+    in :func:`label_names` order (for the snowflake: -1, then +1); float64, read from Arrow only."""
+    if "labels" in dataset.column_names:
+        return torch.from_numpy(column_to_numpy(dataset, "labels").mean(axis=0, dtype=np.float64))
+    labels = column_to_numpy(dataset, "label")
+    feature = dataset.features["label"]
+    classes, count = (labels, feature.num_classes) if isinstance(feature, ClassLabel) else (labels > 0, 2)
+    return torch.from_numpy(np.bincount(classes.astype(np.int64), minlength=count) / max(len(labels), 1))

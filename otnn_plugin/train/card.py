@@ -1,0 +1,82 @@
+"""Model cards for registry folders: what the model is, how it was trained, its scores, its licence."""
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from .trainer import Prepared, TrainResult
+
+__all__ = ["model_card"]
+
+_LICENCE = {
+    "celeba": "Weights derived from CelebA: **non-commercial research use only** (CelebA agreement). Code: MIT.",
+    "fashion_mnist": "MIT (Fashion-MNIST is MIT-licensed).",
+    "snowflake": "MIT (synthetic data).",
+}
+
+
+def _scores_table(scores: dict) -> str:
+    rows = [f"| {key} | {value:.4f} |" for key, value in scores.items() if isinstance(value, float)]
+    rows += [f"| certified accuracy, L2 radius {r} | {v:.4f} |" for r, v in scores.get("certified_accuracy", {}).items()]
+    return "| score (test split) | value |\n|---|---|\n" + "\n".join(rows)
+
+
+def model_card(name: str, prepared: Prepared, result: TrainResult, command: str, log: list[dict]) -> str:
+    """The ``README.md`` of a registry folder, with the hub's YAML header."""
+    recipe, environment = prepared.recipe, log[0]["environment"]
+    header = {"library_name": "timm", "tags": ["image-classification", "timm", "lipschitz", "otnn"],
+              "license": "other" if recipe.dataset == "celeba" else "mit", "datasets": [recipe.dataset]}
+    per_label = ""
+    if "sensitivity" in result.scores:
+        from ..labels import CELEBA_ATTRIBUTES, CELEBA_PAPER_ATTRIBUTES
+
+        names = CELEBA_ATTRIBUTES if len(result.scores["sensitivity"]) == 40 else CELEBA_PAPER_ATTRIBUTES
+        per_label = "\n\n| label | sensitivity | specificity |\n|---|---|---|\n" + "\n".join(
+            f"| {n} | {s:.2f} | {p:.2f} |"
+            for n, s, p in zip(names, result.scores["sensitivity"], result.scores["specificity"])
+        )
+    epochs = "\n".join(json.dumps({k: v for k, v in line.items() if k != "test"}) for line in log[1:])
+    return f"""---
+{yaml.safe_dump(header, sort_keys=False).strip()}
+---
+# {name}
+
+{recipe.description or recipe.model}
+
+Architecture `{recipe.model}` from otnn-plugin (paper arXiv:2206.06854, appendix A.2.2), trained with
+`{recipe.loss}` {recipe.loss_args or ''} for {recipe.epochs} epochs, Adam lr {recipe.lr}, batch {recipe.batch_size}.
+
+```python
+import timm, otnn_plugin
+model = timm.create_model("{name}", pretrained=True)   # hub when reachable, else registry/{name}
+```
+
+## Training
+
+- Data: `{recipe.dataset}` {recipe.dataset_args or ''}, {log[0]['train_size']} training and {log[0]['test_size']}
+  test images{', with the paper augmentation' if recipe.augment else ''}.
+- Time: {result.seconds / 60:.1f} min on {environment['device']} ({environment['device_name']},
+  {environment['threads']} threads), torch {environment['torch']}, timm {environment['timm']}.
+- Command: `{command}`
+
+Recipe:
+
+```yaml
+{yaml.safe_dump(recipe.to_dict(), sort_keys=False).strip()}
+```
+
+## Scores
+
+{_scores_table(result.scores)}{per_label}
+
+Per-epoch log (without the test scores):
+
+```
+{epochs}
+```
+
+## Licence
+
+{_LICENCE.get(recipe.dataset, 'MIT')}
+"""

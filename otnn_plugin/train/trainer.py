@@ -1,0 +1,204 @@
+"""The thin trainer: Adam over in-memory tensors, one JSON line and one atomic checkpoint per epoch.
+
+Paper appendix A.2.3: Adam, batch 128, hKR losses for OTNNs and cross-entropy for unconstrained twins. The whole
+split is held as tensors and batched by index (no DataLoader workers); shuffling and augmentation draw from a
+generator seeded by ``(seed, epoch)``, so a resumed run repeats an uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import data as datasets
+from ..data.transforms import celeba_augment
+from ..lipschitz import is_otnn
+from .checkpoint import CHECKPOINT, atomic_write_text, load_checkpoint, save_checkpoint
+from .objectives import build_objective, task_of
+from .recipe import Recipe
+from .scores import evaluate
+
+__all__ = ["TrainResult", "train", "resolve_device", "prepare"]
+
+LOG = "log.jsonl"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """CUDA when present for ``'auto'``; otherwise the named device, checked to exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but this machine has no CUDA GPU: use --device cpu")
+    return resolved
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, built and checked before anything is written."""
+
+    recipe: Recipe
+    model: nn.Module
+    objective: nn.Module
+    task: str
+    train: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    device: torch.device
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: int
+    scores: dict
+    seconds: float
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if limit is None or limit >= len(x):
+        return x, y
+    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return x[keep], y[keep]
+
+
+def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = None) -> Prepared:
+    """Build model, loss and data for ``recipe``; every ``ValueError`` here means nothing was written."""
+    if recipe.model not in timm.list_models("otnn_*") + timm.list_models("unconstrained_*"):
+        raise ValueError(f"unknown model {recipe.model!r}; see timm.list_models('otnn_*') / ('unconstrained_*')")
+    if recipe.dataset not in datasets.list_datasets():
+        raise ValueError(f"unknown dataset {recipe.dataset!r}; valid names: {', '.join(datasets.list_datasets())}")
+    torch_device = resolve_device(device)
+    torch.manual_seed(recipe.seed)
+    model = timm.create_model(recipe.model, **recipe.model_args)
+    splits = []
+    for offset, (split, limit) in enumerate((("train", recipe.train_limit), ("test", recipe.test_limit))):
+        ds = datasets.load_dataset(recipe.dataset, split, data_dir=data_dir, **recipe.dataset_args)
+        splits.append(_subset(*datasets.to_tensors(ds), limit, recipe.seed + offset))
+    task = task_of(splits[0][1])
+    objective = build_objective(recipe.loss, dict(recipe.loss_args), model.num_classes, task)
+    if recipe.augment and recipe.dataset != "celeba":
+        raise ValueError(f"augment is the paper's CelebA augmentation; {recipe.dataset} trains without it")
+    return Prepared(recipe, model.to(torch_device), objective.to(torch_device), task, splits[0], splits[1],
+                    torch_device)
+
+
+def _check_writable(run_dir: Path, resume: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"output {run_dir} exists and is not a folder")
+    if (run_dir / CHECKPOINT).exists() and not resume:
+        raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
+    probe = run_dir if run_dir.exists() else next(p for p in run_dir.parents if p.exists())
+    try:
+        probe.joinpath(f".otnn-write-test-{time.time_ns()}").touch()
+    except OSError as err:
+        raise ValueError(f"cannot write to {run_dir}: {err.strerror}") from None
+    for stale in probe.glob(".otnn-write-test-*"):
+        stale.unlink(missing_ok=True)
+
+
+def _environment(device: torch.device) -> dict:
+    import deel.torchlip
+    import timm as timm_module
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm_module.__version__,
+        "deel_torchlip": getattr(deel.torchlip, "__version__", "1.0.5"),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _read_log(path: Path, completed: int) -> list[dict]:
+    """The log lines of the ``completed`` epochs a checkpoint holds (a crash may leave one more)."""
+    if not path.is_file():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in lines if line.get("epoch", 0) <= completed]
+
+
+def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train ``prepared`` into ``run_dir`` (``checkpoint.safetensors``, ``log.jsonl``); resume after a kill."""
+    recipe, model, objective, device = prepared.recipe, prepared.model, prepared.objective, prepared.device
+    run_dir = Path(run_dir)
+    _check_writable(run_dir, resume)
+    optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=recipe.lr)
+    done = load_checkpoint(run_dir, model, objective, optimizer) if resume else 0
+    log = _read_log(run_dir / LOG, done) if resume else []
+    if not log:
+        log = [{"event": "start", "recipe": recipe.to_dict(), "environment": _environment(device),
+                "otnn": is_otnn(model), "train_size": len(prepared.train[0]), "test_size": len(prepared.test[0])}]
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    x_train, y_train = (t.to(device) for t in prepared.train)
+    augment = celeba_augment if recipe.augment else None
+    started = time.perf_counter() - sum(line.get("seconds", 0.0) for line in log)
+    scores: dict = log[-1].get("test", {}) if done else {}
+    for epoch in range(done + 1, recipe.epochs + 1):
+        generator = torch.Generator(device=device).manual_seed(recipe.seed * 100_003 + epoch)
+        order = torch.randperm(len(x_train), generator=generator, device=device)
+        model.train()
+        epoch_start, seen, loss_sum, hits = time.perf_counter(), 0, 0.0, 0.0
+        batches = range(0, len(order), recipe.batch_size)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", disable=not progress, leave=False)
+        for start in bar:
+            index = order[start:start + recipe.batch_size]
+            inputs, targets = x_train[index], y_train[index]
+            if augment is not None:
+                inputs = augment(inputs, generator=generator)
+            outputs = model(inputs)
+            loss = objective(outputs, targets)
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"loss became {loss.item()} at epoch {epoch}, batch {start // recipe.batch_size}: lower the "
+                    f"learning rate (now {recipe.lr}); large Adam steps can outrun deel-torchlip's power iteration"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(index)
+            loss_sum += loss.item() * len(index)
+            hits += _batch_hits(outputs.detach(), targets, prepared.task)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{hits / seen:.3f}",
+                            img_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
+        train_seconds = time.perf_counter() - epoch_start
+        scores = evaluate(model, *prepared.test, prepared.task, recipe.radii, recipe.batch_size * 2,
+                          recipe.grad_norm_samples, device)
+        line = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": hits / seen,
+            "images_per_second": seen / train_seconds,
+            "seconds": time.perf_counter() - epoch_start,
+            "test": scores,
+        }
+        margin = getattr(objective, "margin", None)
+        if margin is not None:
+            line["margins"] = [round(v, 5) for v in margin.detach().reshape(-1).tolist()]
+        log.append(line)
+        save_checkpoint(run_dir, epoch, model, objective, optimizer, {"recipe": recipe.to_dict()})
+        atomic_write_text(run_dir / LOG, "".join(json.dumps(entry) + "\n" for entry in log))
+        if progress:
+            tqdm.write(f"epoch {epoch}: loss {line['train_loss']:.4f}, test accuracy {scores['accuracy']:.4f}, "
+                       f"{line['images_per_second']:.0f} img/s")
+    return TrainResult(run_dir, recipe.epochs, scores, time.perf_counter() - started)
+
+
+def _batch_hits(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> float:
+    if task == "multiclass":
+        return (outputs.argmax(1) == targets).sum().item()
+    if task == "multilabel":
+        return ((outputs > 0) == (targets > 0.5)).float().mean(1).sum().item()
+    return (torch.sign(outputs.reshape(-1)) == torch.sign(targets)).sum().item()

@@ -1,0 +1,165 @@
+"""Issue 6: recipes, the trainer (resume equals an uninterrupted run), scores, registry export, CLI errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from otnn_plugin.cli import main
+from otnn_plugin.losses import list_losses
+from otnn_plugin.train import list_recipes, load_recipe, prepare, train
+from otnn_plugin.train.objectives import CROSS_ENTROPY_LOSSES, build_objective
+from otnn_plugin.train.scores import evaluate
+
+TINY = dict(epochs=2, batch_size=64, train_limit=256, test_limit=128, grad_norm_samples=8)
+
+
+def test_every_shipped_recipe_is_valid():
+    names = list_recipes()
+    assert {"fashionmnist_otnn", "celeba_otnn", "snowflake_otnn", "celeba_small_unconstrained"} <= set(names)
+    for name in names:
+        recipe = load_recipe(name)
+        assert recipe.model in timm.list_models(recipe.model.split("_")[0] + "_*")
+        assert recipe.loss in set(list_losses()) | set(CROSS_ENTROPY_LOSSES)
+        assert recipe.model.startswith("otnn_") == (recipe.loss not in CROSS_ENTROPY_LOSSES)
+
+
+def test_paper_settings_are_the_papers():
+    fashion, celeba = load_recipe("fashionmnist_otnn"), load_recipe("celeba_otnn")
+    assert (fashion.lr, fashion.epochs, fashion.batch_size, fashion.loss) == (1e-4, 200, 128, "soft_hkr_multiclass")
+    assert fashion.loss_args == {"alpha": 0.2, "lam": 5.0}
+    assert (celeba.lr, celeba.loss, celeba.loss_args, celeba.augment) == (
+        1e-2, "hkr_multilabel", {"alpha": 0.05, "lam": 20.0}, True)
+
+
+def test_bad_recipes_are_reported(tmp_path):
+    with pytest.raises(ValueError, match="did you mean 'snowflake_otnn'"):
+        load_recipe("snowflake_otn")
+    bad_key = tmp_path / "bad.yaml"
+    bad_key.write_text("model: otnn_mlp_snowflake\ndataset: snowflake\nloss: hkr\nepochs: 1\nlr: 0.001\nbatchsize: 3\n")
+    with pytest.raises(ValueError, match="unknown setting 'batchsize' \\(did you mean 'batch_size'\\?\\)"):
+        load_recipe(bad_key)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_recipe(broken)
+    with pytest.raises(ValueError, match="lr must be"):
+        load_recipe("snowflake_otnn", lr=5.0)
+
+
+def test_loss_must_fit_the_head_and_the_data():
+    with pytest.raises(ValueError, match="binary"):
+        build_objective("hkr", {}, num_outputs=10, task="multiclass")
+    with pytest.raises(ValueError, match="use binary_cross_entropy"):
+        build_objective("cross_entropy", {}, num_outputs=22, task="multilabel")
+    with pytest.raises(ValueError, match="unknown loss 'hkr_multi'"):
+        build_objective("hkr_multi", {}, num_outputs=10, task="multiclass")
+    assert build_objective("soft_hkr_multiclass", {"alpha": 0.2}, 10, "multiclass").margin.shape == (10,)
+
+
+class _Logits(nn.Module):
+    """Returns its input: the scores of a hand-made 1-Lipschitz 'network'."""
+
+    is_lipschitz = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 1.0
+
+
+def test_scores_computed_by_hand():
+    x = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.2, 0.0, 1.0]])
+    y = torch.tensor([0, 2, 2])
+    scores = evaluate(_Logits(), x, y, "multiclass", (1.0, 0.5), 8, 3, torch.device("cpu"))
+    assert scores["accuracy"] == pytest.approx(2 / 3)
+    # radii: (3 - 0)/sqrt2 = 2.12 (correct), sample 1 wrong, (1 - 0.2)/sqrt2 = 0.566 (correct)
+    assert scores["certified_accuracy"] == {"1": pytest.approx(1 / 3), "0.5": pytest.approx(2 / 3)}
+    assert scores["mean_grad_norm"] == pytest.approx(1.0)
+
+    out = torch.tensor([[1.0, -2.0], [-0.5, 0.3], [2.0, 0.1], [-1.0, -1.0]])
+    labels = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    multi = evaluate(_Logits(), out, labels, "multilabel", (0.4,), 8, 2, torch.device("cpu"))
+    # label 0: TP=1 (row0), FN=1 (row1), FP=1 (row2), TN=1 -> sens 0.5, spec 0.5
+    # label 1: TP=2 (rows 1, 2), FN=0, TN=2 -> sens 1, spec 1
+    assert multi["sensitivity"] == [0.5, 1.0] and multi["specificity"] == [0.5, 1.0]
+    assert multi["mean_sensitivity"] == pytest.approx(0.75)
+    # correct and |f| > 0.4: row0 (1.0, 2.0), row1 label1 no (0.3), row2 label1 no (0.1), row3 (1.0, 1.0) -> 4/8
+    assert multi["certified_accuracy"]["0.4"] == pytest.approx(4 / 8)
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, data_dir):
+    whole = prepare(load_recipe("snowflake_otnn", **TINY), device="cpu", data_dir=data_dir)
+    train(whole, tmp_path / "whole", progress=False)
+
+    first = prepare(load_recipe("snowflake_otnn", **{**TINY, "epochs": 1}), device="cpu", data_dir=data_dir)
+    train(first, tmp_path / "split", progress=False)
+    resumed = prepare(load_recipe("snowflake_otnn", **TINY), device="cpu", data_dir=data_dir)
+    train(resumed, tmp_path / "split", resume=True, progress=False)
+
+    expected, got = _state(whole.model), _state(resumed.model)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected), "resumed weights differ"
+    expected_loss, got_loss = whole.objective.state_dict(), resumed.objective.state_dict()
+    assert all(torch.equal(expected_loss[k], got_loss[k]) for k in expected_loss)
+    logs = [[json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+            for run in ("whole", "split")]
+    assert [line["test"] for line in logs[0][1:]] == [line["test"] for line in logs[1][1:]]
+    assert logs[0][0]["environment"]["torch"] == torch.__version__ and logs[0][0]["recipe"]["epochs"] == 2
+
+
+def test_trained_snowflake_otnn_learns_and_exports_to_the_registry(tmp_path, data_dir, monkeypatch):
+    registry = tmp_path / "registry"
+    code = main(["train", "--recipe", "snowflake_otnn", "--epochs", "3", "--train-limit", "512", "--test-limit", "256",
+                 "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet",
+                 "--registry", "--registry-dir", str(registry)])
+    assert code == 0
+    folder = registry / "otnn_mlp_snowflake"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "otnn_mlp_snowflake" and config["pretrained_cfg"]["paper_ids"]
+    card = (folder / "README.md").read_text()
+    assert "otnn train --recipe snowflake_otnn" in card and "Licence" in card
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["test"]["accuracy"] > 0.6 and "certified_accuracy" in log[-1]["test"]
+
+    monkeypatch.setenv("OTNN_REGISTRY", str(registry))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from otnn_plugin import hub
+    hub.hub_reachable.cache_clear()
+    loaded = timm.create_model("otnn_mlp_snowflake", pretrained=True).eval()
+    points = torch.randn(16, 2)
+    trained = timm.create_model("otnn_mlp_snowflake")
+    from safetensors.torch import load_file
+    trained.load_state_dict(load_file(folder / "model.safetensors"))
+    with torch.no_grad():
+        assert torch.equal(loaded(points), trained.eval()(points))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--recipe", "no_such_recipe"], "unknown recipe"),
+    (["train", "--recipe", "fashionmnist_small_otnn", "--data-dir", "/nonexistent/folder"], "/nonexistent/folder"),
+    (["train", "--recipe", "snowflake_otnn", "--device", "cuda"], "no CUDA GPU"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_path):
+    out = tmp_path / "never"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not out.exists(), "nothing may be written when the command fails"
+
+
+def test_cli_refuses_an_unwritable_output_and_a_binary_loss_on_ten_classes(tmp_path, data_dir, capsys):
+    recipe = tmp_path / "wrong_loss.yaml"
+    recipe.write_text("model: otnn_vgg_fashionmnist_small\ndataset: fashion_mnist\nloss: hkr\nepochs: 1\nlr: 0.001\n")
+    assert main(["train", "--recipe", str(recipe), "--data-dir", str(data_dir), "--out", str(tmp_path / "x")]) == 2
+    assert "binary" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["train", "--recipe", "snowflake_otnn", "--data-dir", str(data_dir), "--out", str(blocker)]) == 2
+    assert "not a folder" in capsys.readouterr().err

@@ -1,0 +1,111 @@
+"""RISE, randomized input sampling (Petsiuk et al. 2018), as a Captum attribution; the paper uses N = 4000 (A.4.1).
+
+Captum has no RISE (captum issue #1150). Masks follow Petsiuk et al.: a ``grid_size x grid_size`` grid of cells
+kept with probability ``p``, upsampled bilinearly to ``(grid_size + 1) * cell`` pixels per side
+(``cell = ceil(side / grid_size)``), then cropped to the input size at a random shift in ``[0, cell)``. The
+saliency of pixel ``u`` is ``sum_i f(x * M_i) M_i(u) / (N p)``. The score ``f`` is the raw target output, as
+Xplique uses it for the paper; pass a forward function ending in a softmax for probabilities.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from captum.attr import PerturbationAttribution
+from captum.log import log_usage
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..lipschitz import explaining
+from ._inputs import Target, check_inputs, format_target, select_scores
+
+__all__ = ["Rise", "rise_masks"]
+
+
+def _draw_grids(
+    n_masks: int, grid_size: int, probability: float, size: tuple[int, int], seed: int, device: torch.device
+) -> tuple[Tensor, Tensor, tuple[int, int]]:
+    """All the randomness of RISE, drawn at once: binary grids ``(N, s, s)``, shifts ``(N, 2)``, the cell size."""
+    if n_masks < 1 or grid_size < 1:
+        raise ValueError(f"n_masks and grid_size must be >= 1, got {n_masks} and {grid_size}")
+    if not 0.0 < probability <= 1.0:
+        raise ValueError(f"probability (of keeping a grid cell) must lie in (0, 1], got {probability}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    cell = (math.ceil(size[0] / grid_size), math.ceil(size[1] / grid_size))
+    grids = torch.rand((n_masks, grid_size, grid_size), generator=generator, device=device) < probability
+    shifts = torch.stack(
+        [torch.randint(c, (n_masks,), generator=generator, device=device) for c in cell], dim=1
+    )
+    return grids, shifts, cell
+
+
+def _upsample_and_crop(grids: Tensor, shifts: Tensor, cell: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """Masks ``(n, H, W)``: each grid upsampled bilinearly to ``(s + 1) * cell`` and cropped at its shift."""
+    n, s = grids.shape[0], grids.shape[-1]
+    upsampled = F.interpolate(
+        grids[:, None].float(), size=((s + 1) * cell[0], (s + 1) * cell[1]), mode="bilinear", align_corners=False
+    )[:, 0]
+    rows = shifts[:, 0, None] + torch.arange(size[0], device=grids.device)
+    cols = shifts[:, 1, None] + torch.arange(size[1], device=grids.device)
+    index = torch.arange(n, device=grids.device)[:, None, None]
+    return upsampled[index, rows[:, :, None], cols[:, None, :]]
+
+
+def rise_masks(
+    n_masks: int,
+    size: tuple[int, int],
+    grid_size: int = 7,
+    probability: float = 0.5,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """The ``(n_masks, H, W)`` masks, in ``[0, 1]``, that :class:`Rise` uses with the same arguments."""
+    grids, shifts, cell = _draw_grids(n_masks, grid_size, probability, size, seed, torch.device(device))
+    return _upsample_and_crop(grids, shifts, cell, size)
+
+
+class Rise(PerturbationAttribution):
+    """RISE saliency of image inputs ``(N, C, H, W)``; one map per sample, shared by its channels.
+
+    ``Rise(forward_func)``: a model or any function of a batch; a model runs in eval mode during the call.
+    """
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Target = None,
+        n_masks: int = 4000,
+        grid_size: int = 7,
+        probability: float = 0.5,
+        batch_size: int = 256,
+        seed: int = 0,
+    ) -> Tensor:
+        """Saliency shaped like ``inputs``: ``sum_i f(x * M_i) M_i / (N p)`` over ``n_masks`` seeded masks.
+
+        Masks are drawn once (so results depend on ``seed``, not on ``batch_size``) and built on the inputs'
+        device in chunks; each forward pass sees at most ``batch_size`` masked images (at least one mask).
+        """
+        inputs = check_inputs(inputs)
+        if inputs.dim() != 4:
+            raise ValueError(f"RISE masks images (N, C, H, W), got inputs of shape {tuple(inputs.shape)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size (masked images per forward pass) must be >= 1, got {batch_size}")
+        batch, size = len(inputs), (inputs.shape[2], inputs.shape[3])
+        target = format_target(target, batch, inputs.device)
+        grids, shifts, cell = _draw_grids(n_masks, grid_size, probability, size, seed, inputs.device)
+        masks_per_pass = max(1, batch_size // batch)
+        saliency = inputs.new_zeros((batch, size[0] * size[1]))
+        mode = explaining(self.forward_func) if isinstance(self.forward_func, nn.Module) else contextlib.nullcontext()
+        with mode, torch.no_grad():
+            for start in range(0, n_masks, masks_per_pass):
+                chunk = slice(start, start + masks_per_pass)
+                masks = _upsample_and_crop(grids[chunk], shifts[chunk], cell, size).to(inputs.dtype)
+                n = len(masks)
+                masked = (inputs[:, None] * masks[None, :, None]).flatten(0, 1)
+                chunk_target = None if target is None else target.repeat_interleave(n)
+                scores = select_scores(self.forward_func(masked), chunk_target).view(batch, n)
+                saliency += scores @ masks.flatten(1)
+        saliency = saliency / (n_masks * probability)
+        return saliency.view(batch, 1, *size).expand_as(inputs).clone()

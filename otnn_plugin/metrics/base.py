@@ -1,0 +1,341 @@
+"""Shared plumbing of the metrics: Quantus's ``Metric`` contract on one side, batched torch on the other.
+
+Every metric of this package is a ``quantus.Metric``, so ``quantus.evaluate`` and a direct call
+``metric(model=..., x_batch=..., y_batch=..., a_batch=..., explain_func=..., device=...)`` work as for Quantus's own
+metrics. Quantus hands ``evaluate_batch`` numpy arrays and a wrapped model; :class:`TorchMetric` turns each batch into
+tensors once, on the device of the model's parameters, and the metric works in torch from there.
+
+Quantus's ``abs`` and ``normalise`` options rewrite the attributions before a metric sees them; here both default to
+False, so that every metric computes the paper's definition on the explanation as given.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+from quantus.helpers import utils
+from quantus.helpers.enums import DataType, ModelType
+from quantus.helpers.model.model_interface import ModelInterface
+from quantus.helpers.model.pytorch_model import PyTorchModel
+from quantus.metrics.base import Metric
+from torch import Tensor, nn
+
+from ..lipschitz import explaining
+
+__all__ = [
+    "Baseline",
+    "Network",
+    "SeededMetric",
+    "TorchMetric",
+    "blended_scores",
+    "check_attributions",
+    "check_baseline",
+    "check_finite",
+    "check_targets",
+    "grid_cells",
+    "make_baseline",
+    "mean_trapezoid",
+    "pixel_ranks",
+    "step_counts",
+    "top_pixel_masks",
+]
+
+#: ``"zero"``, ``"uniform"`` (noise over the data range) or a constant fill value.
+Baseline = str | float
+
+
+class Network:
+    """The torch module behind a Quantus model wrapper, with its device and outputs shaped ``(N, K)``.
+
+    A ``quantus`` ``PyTorchModel`` gives its softmax-adjusted module (the metric call's ``softmax`` argument) and its
+    ``model_predict_kwargs``; a bare ``nn.Module`` is used as it is.
+    """
+
+    def __init__(self, model: ModelInterface | nn.Module):
+        if isinstance(model, PyTorchModel):
+            self.module, self.predict_kwargs = model.get_softmax_arg_model(), dict(model.model_predict_kwargs)
+        elif isinstance(model, nn.Module):
+            self.module, self.predict_kwargs = model, {}
+        else:
+            raise ValueError(f"these metrics need a torch model (nn.Module or quantus PyTorchModel), got "
+                             f"{type(model).__name__}")
+        self.wrapped = model
+        parameter = next(self.module.parameters(), None)
+        self.device = parameter.device if parameter is not None else torch.device("cpu")
+
+    def __call__(self, inputs: Tensor) -> Tensor:
+        return self.module(inputs, **self.predict_kwargs).reshape(len(inputs), -1)
+
+    def target_scores(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        """Output ``targets[i]`` of sample ``i``, shape ``(N,)``."""
+        outputs = self(inputs)
+        check_targets(targets, outputs.shape[1])
+        return outputs.gather(1, targets[:, None]).squeeze(1)
+
+
+def check_targets(targets: Tensor, n_outputs: int) -> None:
+    """Raise ``ValueError`` unless every target indexes one of the ``n_outputs`` model outputs."""
+    low, high = torch.stack(torch.aminmax(targets)).tolist()
+    if low < 0 or high >= n_outputs:
+        raise ValueError(f"targets must index the {n_outputs} model outputs (0 to {n_outputs - 1}), got values in "
+                         f"[{low}, {high}]")
+
+
+def check_attributions(a_shape: tuple[int, ...], x_shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless ``a_shape`` is ``(B, C, H, W)``, ``(B, 1, H, W)`` or ``(B, H, W)`` for ``x``."""
+    batch, channels, height, width = x_shape
+    if len(a_shape) == 0 or a_shape[0] != batch:
+        raise ValueError(f"a_batch has {a_shape[0] if a_shape else 0} samples but x_batch has {batch}: give one "
+                         "explanation per input")
+    if tuple(a_shape[1:]) not in {(channels, height, width), (1, height, width), (height, width)}:
+        raise ValueError(f"a_batch has shape {tuple(a_shape)}, which does not match x_batch {tuple(x_shape)}: "
+                         f"expected per-sample maps of shape {(channels, height, width)}, {(1, height, width)} "
+                         f"or {(height, width)}")
+
+
+def check_finite(a: Tensor) -> None:
+    """Raise ``ValueError`` naming the samples of ``a`` that hold NaN or infinite values."""
+    finite = torch.isfinite(a.flatten(1)).all(1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten()[:10].tolist()
+        raise ValueError(f"a_batch has NaN or infinite values (samples {bad}): fix the explanation method, or drop "
+                         "those samples")
+
+
+def _check_call(x_batch: Any, y_batch: Any, a_batch: Any, channel_first: bool | None) -> None:
+    """Validate a call's raw inputs before Quantus touches them, so that bad ones give a clear ``ValueError``."""
+    x_shape = np.shape(x_batch)
+    if len(x_shape) == 0 or x_shape[0] == 0:
+        raise ValueError("x_batch is empty: pass at least one input")
+    if len(x_shape) != 4:
+        raise ValueError(f"x_batch has shape {x_shape}: these metrics take image batches (batch, channels, height, "
+                         "width), or (batch, height, width, channels) with channel_first=False")
+    if y_batch is not None and len(y_batch) != x_shape[0]:
+        raise ValueError(f"y_batch has {len(y_batch)} targets but x_batch has {x_shape[0]} inputs")
+    if a_batch is None:
+        return
+    a = torch.as_tensor(np.asarray(a_batch))
+    if channel_first is None:
+        channel_first = utils.infer_channel_first(np.broadcast_to(np.uint8(0), x_shape))
+    if not channel_first:
+        x_shape = (x_shape[0], x_shape[3], x_shape[1], x_shape[2])
+        a = a.movedim(-1, 1) if a.ndim == 4 else a
+    check_attributions(tuple(a.shape), x_shape)
+    check_finite(a)
+
+
+class TorchMetric(Metric[list[float]]):
+    """A ``quantus.Metric`` computed in batched torch on the model's device; subclasses implement :meth:`score`.
+
+    ``batch_size`` (constructor) is the number of perturbed inputs per forward pass; the ``batch_size`` argument of
+    a call is Quantus's: the number of samples handed to each ``evaluate_batch``.
+    """
+
+    data_applicability: ClassVar[set[DataType]] = {DataType.IMAGE}
+    model_applicability: ClassVar[set[ModelType]] = {ModelType.TORCH}
+
+    def __init__(
+        self,
+        batch_size: int = 256,
+        abs: bool = False,
+        normalise: bool = False,
+        normalise_func: Callable[[np.ndarray], np.ndarray] | None = None,
+        normalise_func_kwargs: dict[str, Any] | None = None,
+        return_aggregate: bool = False,
+        aggregate_func: Callable | None = None,
+        default_plot_func: Callable | None = None,
+        disable_warnings: bool = False,
+        display_progressbar: bool = False,
+        **kwargs,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive number of inputs per forward pass, got {batch_size}")
+        super().__init__(
+            abs=abs,
+            normalise=normalise,
+            normalise_func=normalise_func,
+            normalise_func_kwargs=normalise_func_kwargs,
+            return_aggregate=return_aggregate,
+            aggregate_func=aggregate_func,
+            default_plot_func=default_plot_func,
+            disable_warnings=disable_warnings,
+            display_progressbar=display_progressbar,
+            **kwargs,
+        )
+        self.batch_size = batch_size
+
+    def __call__(
+        self,
+        model: nn.Module | None,
+        x_batch: np.ndarray,
+        y_batch: np.ndarray | None,
+        a_batch: np.ndarray | None = None,
+        s_batch: np.ndarray | None = None,
+        channel_first: bool | None = None,
+        explain_func: Callable | None = None,
+        explain_func_kwargs: dict | None = None,
+        model_predict_kwargs: dict | None = None,
+        softmax: bool = False,
+        device: str | None = None,
+        batch_size: int = 64,
+        custom_batch: Any = None,
+        **kwargs,
+    ) -> list[float]:
+        """One score per sample (or their aggregate with ``return_aggregate``); arguments as for Quantus metrics."""
+        _check_call(x_batch, y_batch, a_batch, channel_first)
+        return super().__call__(
+            model=model,
+            x_batch=x_batch,
+            y_batch=y_batch,
+            a_batch=a_batch,
+            s_batch=s_batch,
+            custom_batch=custom_batch,
+            channel_first=channel_first,
+            explain_func=explain_func,
+            explain_func_kwargs=explain_func_kwargs,
+            model_predict_kwargs=model_predict_kwargs,
+            softmax=softmax,
+            device=device,
+            batch_size=batch_size,
+            **kwargs,
+        )
+
+    def evaluate_batch(self, model, x_batch, y_batch, a_batch, **kwargs) -> list[float]:
+        net, x, y, a = self.tensors(model, x_batch, y_batch, a_batch)
+        with explaining(net.module):
+            return self.score(net, x, y, a).tolist()
+
+    @staticmethod
+    def tensors(model, x_batch, y_batch, a_batch) -> tuple[Network, Tensor, Tensor, Tensor]:
+        """The network and the batch as tensors on its device; attributions checked and shaped ``(B, 1|C, H, W)``."""
+        net = model if isinstance(model, Network) else Network(model)
+        x = torch.as_tensor(x_batch, dtype=torch.float32, device=net.device)
+        y = torch.as_tensor(y_batch, device=net.device).long().reshape(-1)
+        a = torch.as_tensor(a_batch, dtype=torch.float32, device=net.device)
+        check_attributions(tuple(a.shape), tuple(x.shape))
+        check_finite(a)
+        if a.ndim == 3:
+            a = a[:, None]
+        return net, x, y, a
+
+    def score(self, net: Network, x: Tensor, y: Tensor, a: Tensor) -> Tensor:
+        """Scores ``(B,)`` of inputs ``x`` ``(B, C, H, W)``, targets ``y`` ``(B,)``, attributions ``(B, 1|C, H, W)``."""
+        raise NotImplementedError
+
+
+class SeededMetric(TorchMetric):
+    """A metric that draws random numbers: its generator restarts from ``seed`` at every call, so calls repeat.
+
+    Draws are made on the CPU, then moved to the model's device, so that results do not depend on the device.
+    """
+
+    def __init__(self, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, *args, **kwargs) -> list[float]:
+        self.generator.manual_seed(self.seed)
+        return super().__call__(*args, **kwargs)
+
+
+def check_baseline(baseline: Baseline, data_range: tuple[float, float]) -> None:
+    """Raise ``ValueError`` unless ``baseline`` is ``"zero"``, ``"uniform"`` or a number, ``data_range`` an interval."""
+    is_number = isinstance(baseline, (int, float)) and not isinstance(baseline, bool)
+    if not (is_number or baseline in ("zero", "uniform")):
+        raise ValueError(f"unknown baseline {baseline!r}: use 'zero', 'uniform' or a number")
+    if len(data_range) != 2 or not data_range[0] < data_range[1]:
+        raise ValueError(f"data_range must be (low, high) with low < high, got {data_range}")
+
+
+def make_baseline(
+    x: Tensor,
+    baseline: Baseline,
+    data_range: tuple[float, float] = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The baseline state of every input, shaped like ``x``.
+
+    ``"zero"``: zeros; a number: that constant; ``"uniform"``: independent noise for every pixel and channel, uniform
+    over ``data_range``, drawn on the CPU with ``generator`` (so that it does not depend on the device).
+    """
+    if baseline == "uniform":
+        low, high = data_range
+        return low + (high - low) * torch.rand(x.shape, generator=generator).to(x.device)
+    return torch.zeros_like(x) if baseline == "zero" else torch.full_like(x, float(baseline))
+
+
+def pixel_ranks(a: Tensor) -> Tensor:
+    """Rank of every pixel by channel-mean attribution, 0 for the most important, shape ``(B, H * W)``.
+
+    Ties keep pixel order (a stable sort).
+    """
+    importance = a.mean(1).flatten(1)
+    order = importance.argsort(dim=1, descending=True, stable=True)
+    positions = torch.arange(importance.shape[1], device=a.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, positions)
+
+
+def top_pixel_masks(a: Tensor, counts: Tensor) -> Tensor:
+    """``masks[b, k, p]``: pixel ``p`` is among the ``counts[k]`` most important of sample ``b``; ``(B, K, H * W)``."""
+    return pixel_ranks(a)[:, None, :] < counts.to(a.device)[None, :, None]
+
+
+def step_counts(n_pixels: int, steps: int, max_percentage: float = 1.0) -> Tensor:
+    """``n_k = floor(k * floor(n_pixels * max_percentage) / steps)`` for ``k = 0 .. steps`` (Xplique's linspace)."""
+    return torch.arange(steps + 1) * math.floor(n_pixels * max_percentage) // steps
+
+
+def grid_cells(height: int, width: int, grid_size: int | None, device: torch.device) -> tuple[int, Tensor]:
+    """The number of cells and the cell of every pixel, ``(H * W,)``, for a ``grid_size`` x ``grid_size`` grid.
+
+    Pixel ``(i, j)`` lies in cell ``(floor(i * g / H), floor(j * g / W))``; ``None`` makes every pixel a cell.
+    """
+    if grid_size is None:
+        return height * width, torch.arange(height * width, device=device)
+    if not 1 <= grid_size <= min(height, width):
+        raise ValueError(f"grid_size {grid_size} does not fit the {height}x{width} images: use 1 to "
+                         f"{min(height, width)}, or None for one cell per pixel")
+    rows = torch.arange(height, device=device) * grid_size // height
+    cols = torch.arange(width, device=device) * grid_size // width
+    return grid_size * grid_size, (rows[:, None] * grid_size + cols[None, :]).flatten()
+
+
+@torch.no_grad()
+def blended_scores(
+    net: Network,
+    inside: Tensor,
+    outside: Tensor,
+    masks: Tensor,
+    targets: Tensor,
+    batch_size: int,
+    cell_of_pixel: Tensor | None = None,
+) -> Tensor:
+    """Target score of ``where(mask, inside, outside)`` for every sample and mask, shape ``(B, M)``.
+
+    ``inside``, ``outside``: ``(B, C, H, W)``; ``masks``: ``(B, M, n_cells)`` booleans over cells, pixel ``p`` lying
+    in cell ``cell_of_pixel[p]`` (default: one cell per pixel), all channels of a pixel together. The ``B * M``
+    inputs are built ``batch_size`` at a time, each chunk in one vectorised step, and forwarded once.
+    """
+    n_samples, n_masks = masks.shape[:2]
+    height, width = inside.shape[-2:]
+    flat_masks = masks.flatten(0, 1)
+    sample = torch.arange(n_samples, device=inside.device).repeat_interleave(n_masks)
+    scores = torch.empty(n_samples * n_masks, device=inside.device)
+    for start in range(0, n_samples * n_masks, batch_size):
+        rows = slice(start, start + batch_size)
+        mask = flat_masks[rows] if cell_of_pixel is None else flat_masks[rows][:, cell_of_pixel]
+        mask = mask.view(-1, 1, height, width)
+        owner = sample[rows]
+        outputs = net(torch.where(mask, inside[owner], outside[owner]))
+        if start == 0:  # once, not at every chunk: the check waits for the device
+            check_targets(targets, outputs.shape[1])
+        scores[rows] = outputs.gather(1, targets[owner, None]).squeeze(1)
+    return scores.view(n_samples, n_masks)
+
+
+def mean_trapezoid(curve: Tensor) -> Tensor:
+    """Area under evenly spaced curves ``(B, K + 1)`` per unit step: ``mean_k (s_k + s_{k+1}) / 2``, ``(B,)``."""
+    return ((curve[:, :-1] + curve[:, 1:]) / 2).mean(1)

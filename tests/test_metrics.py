@@ -1,0 +1,369 @@
+"""Issue 8: the paper's XAI metrics that Quantus lacks, as Quantus metrics in batched torch.
+
+Expected values are worked out by hand on linear models, whose curves and radii have closed forms, or come from
+Quantus's own metrics on the same inputs.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import quantus
+import torch
+from PIL import Image
+from torch import nn
+
+from otnn_plugin.metrics import (
+    Deletion,
+    ExplanationDistance,
+    Insertion,
+    JPEGComplexity,
+    MuFidelity,
+    RobustnessSr,
+    Stability,
+    explanation_distance,
+)
+from otnn_plugin.metrics.base import grid_cells
+from otnn_plugin.metrics.distance import average_ranks
+from otnn_plugin.metrics.jpeg import jpeg_kilobytes
+from otnn_plugin.metrics.stability import sample_ball
+
+
+class Linear(nn.Module):
+    """``f(x) = W flatten(x)``: every fidelity curve and flipping radius of it has a closed form."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = nn.Parameter(torch.as_tensor(weight, dtype=torch.float32))
+
+    def forward(self, x):
+        return x.flatten(1) @ self.weight.T
+
+
+def saliency(model, inputs, targets, **kwargs):
+    """A Quantus explain function: ``|d f_target / dx|``."""
+    x = torch.as_tensor(inputs).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).gather(1, torch.as_tensor(targets)[:, None]).sum(), x)
+    return grad.abs().numpy()
+
+
+def tiny_cnn(classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, classes)
+    ).eval()
+
+
+# A 2x2 one-channel image of ones, f = 4 x0 + 3 x1 + 2 x2 + 1 x3, and the saliency |w| as attribution.
+W = [[4.0, 3.0, 2.0, 1.0]]
+X = np.ones((1, 1, 2, 2), np.float32)
+Y = np.array([0])
+A = np.array(W, np.float32).reshape(1, 1, 2, 2)
+
+
+# --- distances ------------------------------------------------------------------------------------------------------
+
+def test_average_ranks_share_ties():
+    ranks = average_ranks(torch.tensor([[3.0, 1.0, 3.0, 2.0, 1.0, 5.0]]))
+    assert ranks.tolist() == [[3.5, 0.5, 3.5, 2.0, 0.5, 5.0]]
+
+
+def test_explanation_distance_by_hand():
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    b = torch.tensor([[1.0, 3.0, 2.0, 4.0]])
+    # Rank differences (0, 1, 1, 0): rho = 1 - 6 * 2 / (4 * (16 - 1)) = 0.8.
+    assert explanation_distance(a, b, "spearman").item() == pytest.approx(0.2, abs=1e-6)
+    assert explanation_distance(a, b, "l2").item() == pytest.approx(2 ** 0.5, abs=1e-6)
+    assert explanation_distance(a, -a, "spearman").item() == pytest.approx(2.0, abs=1e-6)
+    # A constant explanation has no ranks to correlate: rho counts as 0.
+    assert explanation_distance(a, torch.ones_like(a), "spearman").item() == pytest.approx(1.0)
+
+
+def test_spearman_with_ties_matches_scipy():
+    from scipy.stats import spearmanr
+
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randint(0, 5, (3, 40), generator=generator).float()
+    b = a + torch.randint(0, 3, (3, 40), generator=generator).float()
+    ours = 1 - explanation_distance(a.view(3, 1, 5, 8), b.view(3, 1, 5, 8), "spearman")
+    expected = [spearmanr(a[i].numpy(), b[i].numpy())[0] for i in range(3)]
+    assert ours.tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_explanation_distance_rejects_bad_input():
+    a = torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="shapes"):
+        explanation_distance(a, torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="NaN"):
+        explanation_distance(a, torch.full((2, 4), float("nan")))
+    with pytest.raises(ValueError, match="unknown distance"):
+        explanation_distance(a, a, "cosine")
+
+
+# --- Deletion and Insertion -----------------------------------------------------------------------------------------
+
+def test_deletion_and_insertion_of_a_linear_model_by_hand():
+    model = Linear(W)
+    # Pixels leave (or come back) in the order of |w| = 4, 3, 2, 1.
+    assert Deletion(steps=4).curve(model, X, Y, A).tolist() == [[10, 6, 3, 1, 0]]
+    assert Insertion(steps=4).curve(model, X, Y, A).tolist() == [[0, 4, 7, 9, 10]]
+    # AUC = mean of the trapezoids: (8 + 4.5 + 2 + 0.5) / 4 and (2 + 5.5 + 8 + 9.5) / 4.
+    assert Deletion(steps=4)(model, X, Y, A) == [pytest.approx(3.75)]
+    assert Insertion(steps=4)(model, X, Y, A) == [pytest.approx(6.25)]
+
+
+def test_deletion_constant_baseline_and_partial_range():
+    model = Linear(W)
+    # Baseline 0.5: each deleted pixel i loses w_i / 2, each inserted one gains it.
+    assert Deletion(steps=4, baseline=0.5).curve(model, X, Y, A).tolist() == [[10, 8, 6.5, 5.5, 5]]
+    assert Insertion(steps=4, baseline=0.5).curve(model, X, Y, A).tolist() == [[5, 7, 8.5, 9.5, 10]]
+    # Half of the 4 pixels in 2 steps: n_k = 0, 1, 2.
+    assert Deletion(steps=2, max_percentage=0.5).curve(model, X, Y, A).tolist() == [[10, 6, 3]]
+
+
+def test_uniform_baseline_is_per_pixel_noise_in_range_and_seeded():
+    # Output k of the identity model is pixel k: the curve of target k shows x_k until pixel k goes, then b_k.
+    model = Linear(torch.eye(4))
+    x = np.full((4, 1, 2, 2), 10.0, np.float32)
+    targets = np.arange(4)
+    a = np.tile(np.array([4.0, 3.0, 2.0, 1.0], np.float32).reshape(1, 1, 2, 2), (4, 1, 1, 1))
+    metric = Deletion(steps=4, baseline="uniform", data_range=(-1.0, 2.0), seed=3)
+    curves = metric.curve(model, x, targets, a)
+    for k in range(4):  # pixel k has rank k, so it is deleted at step k + 1
+        assert curves[k, : k + 1].tolist() == [10.0] * (k + 1)
+        assert len(set(curves[k, k + 1:].tolist())) == 1
+    noise = curves[:, -1]
+    assert bool(((noise >= -1) & (noise <= 2)).all()) and len(set(noise.tolist())) == 4
+    metric.generator.manual_seed(3)
+    assert torch.equal(metric.curve(model, x, targets, a), curves)
+    # Insertion starts from the same seeded noise that Deletion ends on.
+    insertion = Insertion(steps=4, baseline="uniform", data_range=(-1.0, 2.0), seed=3).curve(model, x, targets, a)
+    assert torch.equal(insertion[:, 0], noise)
+    assert Deletion(baseline="uniform", seed=3)(model, x, targets, a) == Deletion(baseline="uniform", seed=3)(
+        model, x, targets, a)
+    assert Deletion(baseline="uniform", seed=3)(model, x, targets, a) != Deletion(baseline="uniform", seed=4)(
+        model, x, targets, a)
+
+
+def test_softmax_scores_are_probabilities():
+    model = Linear([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    # Logits (4 - k, 0) after k deletions: p_k = 1 / (1 + exp(-(4 - k))).
+    p = 1 / (1 + np.exp(-np.array([4.0, 3.0, 2.0, 1.0, 0.0])))
+    expected = np.mean((p[:-1] + p[1:]) / 2)
+    assert Deletion(steps=4)(model, X, Y, A, softmax=True) == [pytest.approx(expected, abs=1e-6)]
+
+
+def test_deletion_matches_quantus_pixel_flipping():
+    model = tiny_cnn()
+    rng = np.random.default_rng(0)
+    x = rng.random((5, 1, 6, 6), dtype=np.float32)
+    y = np.array([0, 1, 2, 0, 1])
+    a = rng.random((5, 1, 6, 6), dtype=np.float32)
+    flipping = quantus.PixelFlipping(features_in_step=3, perturb_baseline=0.3, normalise=False, disable_warnings=True)
+    expected = np.array(flipping(model=model, x_batch=x, y_batch=y, a_batch=a, softmax=False))
+    for batch_size in (1, 7, 256):  # chunk boundaries must not matter
+        ours = Deletion(steps=12, baseline=0.3, batch_size=batch_size).curve(model, x, y, a)
+        np.testing.assert_allclose(ours[:, 1:].numpy(), expected, atol=1e-5)
+
+
+# --- MuFidelity -----------------------------------------------------------------------------------------------------
+
+def test_mufidelity_explicit_subsets_by_hand():
+    model = Linear([[1.0, 2.0, 3.0, 4.0]])
+    a = np.array([4.0, 1.0, 2.0, 3.0], np.float32).reshape(1, 1, 2, 2)
+    removed = torch.tensor([[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 1]]], dtype=torch.bool)
+    drops = np.array([1.0, 2.0, 7.0, 5.0])  # sum of w over each subset (x = 1, baseline 0)
+    sums = np.array([4.0, 1.0, 5.0, 7.0])  # sum of a over each subset
+    pearson = ((drops - drops.mean()) @ (sums - sums.mean())) / (
+        np.linalg.norm(drops - drops.mean()) * np.linalg.norm(sums - sums.mean()))
+    metric = MuFidelity(grid_size=None, correlation="pearson")
+    assert metric.correlations(model, X, Y, a, removed).item() == pytest.approx(pearson, abs=1e-6)
+    # Ranks: drops (0, 1, 3, 2), sums (1, 0, 2, 3); differences (1, 1, 1, 1): rho = 1 - 6 * 4 / (4 * 15) = 0.6.
+    spearman = MuFidelity(grid_size=None).correlations(model, X, Y, a, removed)
+    assert spearman.item() == pytest.approx(0.6, abs=1e-6)
+
+
+def test_grid_cells_by_hand():
+    _, cells = grid_cells(4, 4, 2, torch.device("cpu"))
+    assert cells.view(4, 4).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+    _, cells = grid_cells(5, 3, 2, torch.device("cpu"))  # rows floor(2i/5) = 0 0 0 1 1, cols floor(2j/3) = 0 0 1
+    assert cells.view(5, 3).tolist() == [[0, 0, 1]] * 3 + [[2, 2, 3]] * 2
+
+
+@pytest.mark.parametrize("baseline", ["zero", 0.25, "uniform"])
+def test_mufidelity_of_gradient_times_input_on_a_linear_model(baseline):
+    # With a baseline c, the drop of a subset is sum_S w (x - c): the attribution w (x - c) is perfect. Uniform
+    # noise over the narrow range [0.25, 0.2501] is c = 0.25 up to 1e-4.
+    generator = torch.Generator().manual_seed(0)
+    model = Linear(torch.randn(2, 64, generator=generator))
+    x = torch.rand(3, 1, 8, 8, generator=generator)
+    y = np.array([0, 1, 1])
+    c = 0.0 if baseline == "zero" else 0.25
+    a = (model.weight.detach()[y].view(3, 1, 8, 8) * (x - c)).numpy()
+    options = dict(grid_size=4, nb_samples=30, baseline=baseline, data_range=(0.25, 0.2501))
+    assert MuFidelity(correlation="pearson", **options)(model, x.numpy(), y, a) == pytest.approx([1.0] * 3, abs=1e-3)
+    assert MuFidelity(**options)(model, x.numpy(), y, -a) == pytest.approx([-1.0] * 3, abs=1e-3)
+
+
+def test_mufidelity_is_seeded():
+    model, x, y = tiny_cnn(), np.random.default_rng(1).random((2, 1, 6, 6), dtype=np.float32), np.array([0, 2])
+    a = saliency(model, x, y)
+    first = MuFidelity(grid_size=3, nb_samples=20, seed=5)
+    assert first(model, x, y, a) == first(model, x, y, a)
+    assert first(model, x, y, a) != MuFidelity(grid_size=3, nb_samples=20, seed=6)(model, x, y, a)
+
+
+def test_mufidelity_with_pixel_cells_matches_quantus_faithfulness_correlation():
+    model = tiny_cnn()
+    rng = np.random.default_rng(2)
+    x = rng.random((4, 1, 6, 6), dtype=np.float32)
+    y = np.array([2, 1, 0, 2])
+    a = saliency(model, x, y)
+    runs, subset_size = 12, 8
+    np.random.seed(11)
+    expected = quantus.FaithfulnessCorrelation(
+        nr_runs=runs, subset_size=subset_size, perturb_baseline=0.3, return_aggregate=False, disable_warnings=True
+    )(model=model, x_batch=x, y_batch=y, a_batch=a)
+    # The same subsets, drawn in Quantus's order: run by run, sample by sample.
+    np.random.seed(11)
+    removed = np.zeros((4, runs, 36), bool)
+    for run in range(runs):
+        for sample in range(4):
+            removed[sample, run, np.random.choice(36, subset_size, replace=False)] = True
+    ours = MuFidelity(grid_size=None, correlation="pearson", baseline=0.3).correlations(model, x, y, a, removed)
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-4)
+
+
+# --- Robustness-Sr --------------------------------------------------------------------------------------------------
+
+def test_robustness_sr_of_a_linear_model_by_hand():
+    # f(x) = -5 at x = -1/2: moving only the pixels of M flips the sign at ||delta|| = 5 / ||w_M||.
+    model, x = Linear(W), X - 0.5
+    norms = np.sqrt(np.cumsum(np.square([4.0, 3.0, 2.0, 1.0])))  # ||w_M|| for the top 1..4 pixels
+    metric = RobustnessSr(steps=4, max_radius=8.0, n_bisections=14, batch_size=3)  # two chunks
+    tolerance = 8.0 / 2 ** 14
+    radii = metric.radii(model, x, Y, A)[0].numpy()
+    np.testing.assert_allclose(radii, 5 / norms, atol=tolerance)
+    assert np.all(radii >= 5 / norms - 1e-6)  # the search never undercuts the true minimum
+    expected = np.mean((5 / norms[:-1] + 5 / norms[1:]) / 2)
+    assert metric(model, x, Y, A) == [pytest.approx(expected, abs=tolerance)]
+
+
+def test_robustness_sr_argmax_and_unreachable_fractions():
+    # Two classes, margin f0 - f1 = (w0 - w1) . x = 2 + 2 + 0 + 0 = 4 at x = 1; attribution ranks pixel 0 first.
+    model = Linear([[2.0, 2.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    a = np.array([4.0, 3.0, 2.0, 1.0], np.float32).reshape(1, 1, 2, 2)
+    metric = RobustnessSr(steps=2, max_radius=8.0, n_bisections=14)
+    radii = metric.radii(model, X, Y, a)[0].tolist()
+    # Top half (pixels 0, 1): the margin falls by sqrt(4 + 4) per unit of ||delta||; all pixels: the same.
+    assert radii == pytest.approx([4 / 8 ** 0.5, 4 / 8 ** 0.5], abs=8.0 / 2 ** 14)
+    # 10 steps on 4 pixels: the first fraction moves floor(0.4) = 0 pixels and can never flip.
+    assert RobustnessSr(steps=10, max_radius=8.0).radii(model, X, Y, a)[0, 0].item() == 8.0
+
+
+# --- Stability and ExplanationDistance ------------------------------------------------------------------------------
+
+def test_sample_ball_is_uniform_in_the_ball():
+    points = sample_ball(4000, (1, 2, 2), 0.3, torch.Generator().manual_seed(0))
+    norms = points.flatten(1).norm(dim=1)
+    assert float(norms.max()) <= 0.3 + 1e-6
+    # Uniform in a ball of dimension d = 4: E||delta|| = r d / (d + 1) = 0.24.
+    assert float(norms.mean()) == pytest.approx(0.24, abs=0.005)
+
+
+def test_stability_by_hand():
+    model = Linear(W)
+    # The saliency of a linear model is |w| everywhere: perfectly stable.
+    assert Stability(nb_samples=8)(model, X, Y, A, explain_func=saliency) == [0.0]
+
+    def identity(model, inputs, targets, **kwargs):
+        return np.asarray(inputs)
+
+    x = np.array([0.0, 1.0, 2.0, 3.0], np.float32).reshape(1, 1, 2, 2)
+    # Explanation = input: the L2 distance is ||delta||, on average 0.3 * 4 / 5 in the 4-dimensional ball.
+    l2 = Stability(nb_samples=2000, distance="l2")(model, x, Y, x, explain_func=identity)
+    assert l2[0] == pytest.approx(0.24, abs=0.01)
+    # |delta_i| <= 0.3 < 1/2 cannot reorder pixels one unit apart: the ranks never change.
+    assert Stability(distance="spearman")(model, x, Y, x, explain_func=identity) == [0.0]
+
+
+def test_explanation_distance_against_a_reference_method():
+    model = Linear(W)
+
+    def doubled(model, inputs, targets, **kwargs):
+        return 2 * saliency(model, inputs, targets)
+
+    # Saliency |w| against 2 |w|: ||w|| = sqrt(30) apart, same ranks.
+    assert ExplanationDistance(doubled)(model, X, Y, A) == [pytest.approx(30 ** 0.5, abs=1e-5)]
+    assert ExplanationDistance(doubled, distance="spearman")(model, X, Y, A) == [pytest.approx(0.0, abs=1e-6)]
+
+
+# --- JPEG complexity ------------------------------------------------------------------------------------------------
+
+def test_jpeg_size_by_hand():
+    a = np.random.default_rng(0).normal(size=(1, 3, 20, 24)).astype(np.float32)
+    gray = np.abs(a[0]).mean(0)
+    gray = np.round(255 * (gray - gray.min()) / (gray.max() - gray.min())).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(gray, mode="L").save(buffer, format="JPEG", quality=95)
+    assert JPEGComplexity()(None, np.zeros((1, 3, 20, 24)), None, a) == [pytest.approx(len(buffer.getvalue()) / 1000)]
+
+
+def test_jpeg_sees_structure_that_entropy_does_not():
+    rows, cols = np.mgrid[0:28, 0:28]
+    smooth = np.exp(-((rows - 14.0) ** 2 + (cols - 10.0) ** 2) / 40.0).astype(np.float32)
+    shuffled = np.random.default_rng(0).permutation(smooth.ravel()).reshape(28, 28)
+    a = np.stack([smooth, shuffled])[:, None]
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    jpeg = JPEGComplexity()(None, x, None, a)
+    assert jpeg[1] > 1.5 * jpeg[0]
+    # Sign and positive scaling do not change the map: |a| min-max scaled.
+    assert jpeg_kilobytes(torch.as_tensor(-3 * a)).tolist() == jpeg
+    entropy = quantus.Complexity(disable_warnings=True)(model=None, x_batch=x, y_batch=np.zeros(2, int), a_batch=a)
+    assert entropy[0] == pytest.approx(entropy[1])
+
+
+# --- Quantus integration and bad inputs -----------------------------------------------------------------------------
+
+def test_quantus_evaluate_runs_our_metrics():
+    model, x, y = tiny_cnn(), np.random.default_rng(3).random((3, 1, 6, 6), dtype=np.float32), np.array([0, 1, 2])
+    metrics = {
+        "Deletion": Deletion(steps=6),
+        "MuFidelity": MuFidelity(grid_size=3, nb_samples=10),
+        "RobustnessSr": RobustnessSr(steps=2, n_bisections=4, n_iterations=3),
+        "JPEG": JPEGComplexity(),
+    }
+    for metric in metrics.values():
+        for attribute in ("name", "data_applicability", "model_applicability", "score_direction",
+                          "evaluation_category"):
+            assert getattr(type(metric), attribute)
+    results = quantus.evaluate(metrics, {"Saliency": saliency}, model, x, y, explain_func_kwargs={})
+    a = saliency(model, x, y)
+    for name, metric in metrics.items():
+        assert results["Saliency"][name] == pytest.approx(metric(model, x, y, a))
+        assert len(results["Saliency"][name]) == 3
+
+
+def test_bad_inputs_raise_value_errors():
+    model = Linear(W)
+    with pytest.raises(ValueError, match="does not match x_batch"):
+        Deletion()(model, X, Y, np.ones((1, 1, 3, 2), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        Deletion()(model, X, Y, np.full((1, 1, 2, 2), np.nan, np.float32))
+    with pytest.raises(ValueError, match="empty"):
+        Deletion()(model, np.zeros((0, 1, 2, 2), np.float32), np.zeros(0, int), np.zeros((0, 1, 2, 2)))
+    with pytest.raises(ValueError, match="grid_size 5 does not fit"):
+        MuFidelity(grid_size=5)(model, X, Y, A)
+    with pytest.raises(ValueError, match="targets must index"):
+        Deletion()(model, X, np.array([3]), A)
+    with pytest.raises(ValueError, match="explain_func"):
+        Stability()(model, X, Y, A)
+    with pytest.raises(ValueError, match="unknown baseline"):
+        Insertion(baseline="gaussian")
+
+    def nan_explain(model, inputs, targets, **kwargs):
+        return np.full(np.shape(inputs), np.nan, np.float32)
+
+    with pytest.raises(ValueError, match="NaN"):
+        Deletion()(model, X, Y, explain_func=nan_explain)

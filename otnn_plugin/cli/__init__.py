@@ -10,7 +10,7 @@ import importlib
 import sys
 
 #: Subcommand modules; each defines ``register(subparsers)`` which adds a parser with ``func=run``.
-COMMANDS = ("demo", "train", "push")
+COMMANDS = ("demo", "data", "train", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
     ds = load_dataset("celeba", "train")    # local files (data_dir, else $OTNN_DATA_DIR), else the hub
     x, y = to_tensors(ds)                    # the whole split: float32 NCHW in [0, 1], and the labels
+    rows = ds.with_format("torch", dtype=torch.uint8)  # or row by row; without dtype, datasets widens to int64
 
 Where data comes from and how it is cached: :mod:`.sources`; each dataset's columns, splits and options: its
 module (:mod:`.fashion_mnist`, :mod:`.celeba`, :mod:`.snowflake`). CelebA's training augmentation:

@@ -52,7 +52,8 @@ def build_dataset(
             arrays[name] = pa.array(values)
     features = Features({name: features[name] for name in columns})
     table = pa.table(arrays).cast(features.arrow_schema)
-    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=fingerprint or uuid.uuid4().hex)
+    info = DatasetInfo(features=features)
+    return Dataset(InMemoryTable(table), info=info, fingerprint=fingerprint or uuid.uuid4().hex)
 
 
 def _value_dtype(arrow_type: pa.DataType) -> np.dtype:

@@ -178,5 +178,4 @@ def load(
     return concatenate_datasets([rows.select_columns(["image", "image_id"]), build_dataset({"labels": labels})], axis=1)
 
 
-def label_names(attributes: str | Sequence[str] = "paper") -> tuple[str, ...]:
-    return attribute_names(attributes)
+label_names = attribute_names

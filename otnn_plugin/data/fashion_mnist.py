@@ -34,13 +34,14 @@ def read_idx(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: corrupt gzip stream ({err}); download the file again") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != _IDX_UBYTE:
         raise ValueError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()}); expected 0000 08 xx")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
+    header = 4 + 4 * raw[3]  # magic, then one big-endian uint32 per dimension
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX file: the header itself is cut; download the file again")
     shape = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">u4"))
-    if len(shape) != ndim or len(raw) - header != int(np.prod(shape)):
+    if len(raw) - header != int(np.prod(shape)):
         raise ValueError(
             f"{path}: truncated IDX file: its header promises shape {shape} ({int(np.prod(shape))} bytes of data), "
-            f"the file holds {max(len(raw) - header, 0)}; download the file again"
+            f"the file holds {len(raw) - header}; download the file again"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 

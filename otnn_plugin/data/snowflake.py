@@ -67,7 +67,8 @@ def load(
     points += noise * rng.standard_normal(points.shape)
     labels = np.repeat(np.array([1.0, -1.0], dtype=np.float32), n // 2)
     order = rng.permutation(n)
-    return build_dataset({"point": points[order].astype(np.float32), "label": labels[order]}, {"label": Value("float32")})
+    columns = {"point": points[order].astype(np.float32), "label": labels[order]}
+    return build_dataset(columns, {"label": Value("float32")})
 
 
 def label_names() -> tuple[str, ...]:

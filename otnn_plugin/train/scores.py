@@ -14,7 +14,16 @@ from torch import nn
 
 from ..lipschitz import explaining, input_gradient_norms, is_otnn
 
-__all__ = ["evaluate"]
+__all__ = ["correct_predictions", "evaluate"]
+
+
+def correct_predictions(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
+    """Booleans, ``(N,)`` or ``(N, L)`` for multilabel: argmax for classes, ``sign f`` for binary and labels."""
+    if task == "multiclass":
+        return outputs.argmax(1) == targets
+    if task == "multilabel":
+        return (outputs > 0) == (targets > 0.5)
+    return torch.sign(outputs.reshape(-1)) == torch.sign(targets)
 
 
 @torch.no_grad()
@@ -27,14 +36,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, radi
     """Scores of ``model`` on ``(x, y)``; certified accuracies only for OTNNs."""
     with explaining(model):
         out = _outputs(model, x, batch_size, device)
+        correct = correct_predictions(out, y, task)
         if task == "multiclass":
-            correct = out.argmax(1) == y
             top2 = out.topk(2, dim=1).values
             radius = (top2[:, 0] - top2[:, 1]) / math.sqrt(2)
             scores = {"accuracy": correct.float().mean().item()}
         elif task == "multilabel":
             positive, predicted = y > 0.5, out > 0
-            correct = predicted == positive
             radius = out.abs()
             sensitivity = (predicted & positive).sum(0) / positive.sum(0).clamp_min(1)
             specificity = (~predicted & ~positive).sum(0) / (~positive).sum(0).clamp_min(1)
@@ -46,9 +54,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, radi
                 "specificity": [round(v, 4) for v in specificity.tolist()],
             }
         else:
-            out = out.reshape(-1)
-            correct = torch.sign(out) == torch.sign(y)
-            radius = out.abs()
+            radius = out.reshape(-1).abs()
             scores = {"accuracy": correct.float().mean().item()}
         if is_otnn(model):
             scores["certified_accuracy"] = {

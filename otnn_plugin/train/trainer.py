@@ -6,8 +6,10 @@ generator seeded by ``(seed, epoch)``, so a resumed run repeats an uninterrupted
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from ..lipschitz import is_otnn
 from .checkpoint import CHECKPOINT, atomic_write_text, load_checkpoint, save_checkpoint
 from .objectives import build_objective, task_of
 from .recipe import Recipe
-from .scores import evaluate
+from .scores import correct_predictions, evaluate
 
 __all__ = ["TrainResult", "train", "resolve_device", "prepare"]
 
@@ -99,22 +101,17 @@ def _check_writable(run_dir: Path, resume: bool) -> None:
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
     probe = run_dir if run_dir.exists() else next(p for p in run_dir.parents if p.exists())
     try:
-        probe.joinpath(f".otnn-write-test-{time.time_ns()}").touch()
+        tempfile.TemporaryFile(dir=probe).close()
     except OSError as err:
         raise ValueError(f"cannot write to {run_dir}: {err.strerror}") from None
-    for stale in probe.glob(".otnn-write-test-*"):
-        stale.unlink(missing_ok=True)
 
 
 def _environment(device: torch.device) -> dict:
-    import deel.torchlip
-    import timm as timm_module
-
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "timm": timm_module.__version__,
-        "deel_torchlip": getattr(deel.torchlip, "__version__", "1.0.5"),
+        "timm": timm.__version__,
+        "deel_torchlip": importlib.metadata.version("deel-torchlip"),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
@@ -170,7 +167,7 @@ def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progres
             optimizer.step()
             seen += len(index)
             loss_sum += loss.item() * len(index)
-            hits += _batch_hits(outputs.detach(), targets, prepared.task)
+            hits += correct_predictions(outputs.detach(), targets, prepared.task).float().reshape(len(index), -1).mean(1).sum().item()
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{hits / seen:.3f}",
                             img_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
         train_seconds = time.perf_counter() - epoch_start
@@ -195,10 +192,3 @@ def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progres
                        f"{line['images_per_second']:.0f} img/s")
     return TrainResult(run_dir, recipe.epochs, scores, time.perf_counter() - started)
 
-
-def _batch_hits(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> float:
-    if task == "multiclass":
-        return (outputs.argmax(1) == targets).sum().item()
-    if task == "multilabel":
-        return ((outputs > 0) == (targets > 0.5)).float().mean(1).sum().item()
-    return (torch.sign(outputs.reshape(-1)) == torch.sign(targets)).sum().item()

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
-#: Subcommand modules; each defines ``register(subparsers)`` which adds a parser with ``func=run``.
-COMMANDS = ("demo", "data", "train", "push")
+#: Subcommand modules (every public module of this package); each defines ``register(subparsers)``,
+#: which adds a parser with ``func=run``.
+COMMANDS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
 
 
 def build_parser() -> argparse.ArgumentParser:

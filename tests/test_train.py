@@ -113,6 +113,17 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, data_dir):
     assert logs[0][0]["environment"]["torch"] == torch.__version__ and logs[0][0]["recipe"]["epochs"] == 2
 
 
+def test_bf16_is_refused_where_it_breaks_the_lipschitz_bound_and_trains_the_twin(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="breaks the 1-Lipschitz bound"):
+        prepare(load_recipe("snowflake_otnn", precision="bf16", **TINY), device="cpu", data_dir=data_dir)
+    twin = prepare(load_recipe("snowflake_unconstrained", precision="bf16", **{**TINY, "epochs": 1}), device="cpu",
+                   data_dir=data_dir)
+    result = train(twin, tmp_path / "bf16", progress=False)
+    assert 0.0 <= result.scores["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        prepare(load_recipe("snowflake_unconstrained", precision="fp16", **TINY), device="cpu", data_dir=data_dir)
+
+
 def test_trained_snowflake_otnn_learns_and_exports_to_the_registry(tmp_path, data_dir, monkeypatch):
     registry = tmp_path / "registry"
     code = main(["train", "--recipe", "snowflake_otnn", "--epochs", "3", "--train-limit", "512", "--test-limit", "256",

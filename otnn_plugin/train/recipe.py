@@ -28,6 +28,7 @@ class Recipe:
     dataset_args: dict[str, Any] = field(default_factory=dict)
     loss_args: dict[str, Any] = field(default_factory=dict)
     augment: bool = False
+    precision: str = "fp32"
     seed: int = 0
     train_limit: int | None = None
     test_limit: int | None = None

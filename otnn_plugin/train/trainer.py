@@ -24,6 +24,7 @@ from ..data.transforms import celeba_augment
 from ..lipschitz import is_otnn
 from .checkpoint import CHECKPOINT, atomic_write_text, load_checkpoint, save_checkpoint
 from .objectives import build_objective, task_of
+from .precision import autocast, check_precision
 from .recipe import Recipe
 from .scores import correct_predictions, evaluate
 
@@ -90,6 +91,7 @@ def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = 
     objective = build_objective(recipe.loss, dict(recipe.loss_args), model.num_classes, task)
     if recipe.augment and recipe.dataset != "celeba":
         raise ValueError(f"augment is the paper's CelebA augmentation; {recipe.dataset} trains without it")
+    check_precision(model, recipe.precision, tuple(splits[0][0].shape[1:]))
     return Prepared(recipe, model.to(torch_device), objective.to(torch_device), task, splits[0], splits[1],
                     torch_device)
 
@@ -155,8 +157,9 @@ def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progres
             inputs, targets = x_train[index], y_train[index]
             if augment is not None:
                 inputs = augment(inputs, generator=generator)
-            outputs = model(inputs)
-            loss = objective(outputs, targets)
+            with autocast(recipe.precision, device):
+                outputs = model(inputs)
+                loss = objective(outputs.float(), targets)
             if not torch.isfinite(loss):
                 raise ValueError(
                     f"loss became {loss.item()} at epoch {epoch}, batch {start // recipe.batch_size}: lower the "

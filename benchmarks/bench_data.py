@@ -23,9 +23,13 @@ from datasets.table import InMemoryTable
 
 from otnn_plugin.data import load_dataset, to_tensors
 
-from .timing import compare, print_table
+from .report import print_result
+from .schema import target
+from .timing import compare, ratio_summary
 
+COMMAND = "python -m benchmarks.bench_data"
 BATCH = 256
+QUICK_ROWS = 64
 NESTED_ROWS = {"fashion_mnist": 1_000, "celeba": 8}
 BASELINES = ("nested_lists", "jpeg_bytes")
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -58,11 +62,16 @@ def _as_jpeg_bytes(dataset: Dataset, image_dir: Path) -> Dataset:
     return Dataset.from_dict({"image": files}, features=Features({"image": Image()}))
 
 
-def run(data_dir: str | os.PathLike | None = None, split: str = "test", repeats: int = 3) -> dict:
+def run(quick: bool = False, data_dir: str | os.PathLike | None = None, split: str = "test",
+        repeats: int | None = None) -> dict:
+    """Every way on each dataset's ``split`` (with ``quick``: its first ``QUICK_ROWS`` rows, one nested-list row)."""
     data_dir = Path(data_dir or os.environ.get("OTNN_DATA_DIR") or DEFAULT_DATA_DIR)
-    results = {}
+    repeats = repeats or (2 if quick else 3)
+    cases, targets = {}, []
     for name, nested_rows in NESTED_ROWS.items():
         dataset = load_dataset(name, split, data_dir)
+        if quick:
+            dataset, nested_rows = dataset.select(range(QUICK_ROWS)), 1
         rows = dict.fromkeys(("to_tensors", "array_rows", "array_rows_uint8", "jpeg_bytes"), len(dataset))
         rows["nested_lists"] = nested_rows
         candidates = {
@@ -74,25 +83,22 @@ def run(data_dir: str | os.PathLike | None = None, split: str = "test", repeats:
         if name == "celeba":
             candidates["jpeg_bytes"] = _rows(_as_jpeg_bytes(dataset, data_dir / "celeba-subset" / "images_89x109"))
         stats = compare(candidates, repeats=repeats, warmup=1)
-        speed = {key: rows[key] / s["median_s"] for key, s in stats.items()}
-        results[name] = {
-            "split": split,
-            "rows": {key: rows[key] for key in stats},
+        cases[name] = {
             "stats": stats,
-            "images_per_s": speed,
-            "speedups": {  # images/s of each way that reads our Arrow columns over each baseline
-                f"{key}_over_{base}": speed[key] / speed[base]
-                for base in BASELINES if base in speed for key in speed if key not in BASELINES
+            "ratios": {  # images/s of each way that reads our Arrow columns over each baseline
+                f"{key}_over_{base}": ratio_summary(stats, base, key, scale=rows[key] / rows[base])
+                for base in BASELINES if base in stats for key in stats if key not in BASELINES
             },
+            "values": {f"{key}_images_per_s": rows[key] / s["median_s"] for key, s in stats.items()},
+            "rows": {key: rows[key] for key in stats},
         }
-    return {"name": "dataset_epoch", "batch_size": BATCH, "results": results}
+        baseline = "jpeg_bytes" if name == "celeba" else "nested_lists"
+        targets.append(target(name, f"to_tensors_over_{baseline}", f"{name} {split} epoch in batches of {BATCH}: "
+                              f"`to_tensors` images/s over {baseline.replace('_', ' ')}"))
+    return {"name": "dataset_epoch", "command": COMMAND,
+            "params": {"split": split, "batch_size": BATCH, "repeats": repeats, "quick": quick},
+            "cases": cases, "targets": targets}
 
 
 if __name__ == "__main__":
-    for name, result in run()["results"].items():
-        title = f"{name} {result['split']}: one epoch, batches of {BATCH} (rows timed: {result['rows']})"
-        print_table(title, result["stats"])
-        for key, speed in result["images_per_s"].items():
-            print(f"  {key:<32} {speed:12,.0f} images/s")
-        for key, value in result["speedups"].items():
-            print(f"  {key:<32} {value:9.2f}x images/s")
+    print_result(run())

@@ -1,6 +1,7 @@
 """Our GroupSort2 against deel-torchlip's, with ReLU as the floor (issue 3; target: >= 4x faster).
 
-Run: ``python -m benchmarks.bench_groupsort``.
+One forward + backward of an activation map the size of the first block of the full Fashion-MNIST network
+(Table 7) at batch 128. Run: ``python -m benchmarks.bench_groupsort``.
 """
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ from deel.torchlip import GroupSort2 as TorchlipGroupSort2
 
 from otnn_plugin.layers import GroupSort2
 
-from .timing import compare, print_table, ratio
+from .report import print_result
+from .schema import target
+from .timing import compare, ratio_summary
+
+COMMAND = "python -m benchmarks.bench_groupsort"
+SIZES = {"full": {"shape": (128, 96, 28, 28), "repeats": 15}, "quick": {"shape": (4, 8, 6, 6), "repeats": 3}}
 
 
-def run(device: str = "cpu", shape: tuple[int, ...] = (128, 96, 28, 28), repeats: int = 15) -> dict:
-    """Forward + backward of one activation map the size of the first Fashion-MNIST block at batch 128."""
-    x = torch.randn(shape, device=device)
-    grad = torch.randn(shape, device=device)
+def run(quick: bool = False, device: str = "cpu") -> dict:
+    size = SIZES["quick" if quick else "full"]
+    x = torch.randn(size["shape"], device=device)
+    grad = torch.randn(size["shape"], device=device)
 
     def step(activation):
         def fn():
@@ -25,24 +31,24 @@ def run(device: str = "cpu", shape: tuple[int, ...] = (128, 96, 28, 28), repeats
 
     stats = compare(
         {"relu": step(torch.relu), "ours": step(GroupSort2()), "torchlip": step(TorchlipGroupSort2())},
-        repeats=repeats, device=device,
+        repeats=size["repeats"], device=device,
     )
     return {
-        "name": "groupsort2_fwd_bwd",
-        "shape": list(shape),
-        "device": device,
-        "stats": stats,
-        "ratios": {
-            "torchlip_over_ours": ratio(stats, "torchlip", "ours"),
-            "ours_over_relu": ratio(stats, "ours", "relu"),
-            "torchlip_over_relu": ratio(stats, "torchlip", "relu"),
-        },
-        "target": "torchlip_over_ours >= 4",
+        "name": "groupsort2",
+        "command": COMMAND,
+        "params": {"shape": list(size["shape"]), "device": device, "repeats": size["repeats"]},
+        "cases": {"fwd_bwd": {"stats": stats, "ratios": {
+            "torchlip_over_ours": ratio_summary(stats, "torchlip", "ours"),
+            "ours_over_relu": ratio_summary(stats, "ours", "relu"),
+            "torchlip_over_relu": ratio_summary(stats, "torchlip", "relu"),
+        }}},
+        "targets": [
+            target("fwd_bwd", "torchlip_over_ours", "deel-torchlip GroupSort2 / ours, forward + backward "
+                   f"({'x'.join(map(str, size['shape']))})", "torchlip: about 8x a ReLU", ">=", 4.0),
+            target("fwd_bwd", "ours_over_relu", "our GroupSort2 / ReLU, forward + backward"),
+        ],
     }
 
 
 if __name__ == "__main__":
-    result = run()
-    print_table(f"GroupSort2 forward+backward, input {result['shape']}", result["stats"])
-    for key, value in result["ratios"].items():
-        print(f"  {key:<24} {value:6.2f}x")
+    print_result(run())

@@ -2,8 +2,11 @@
 
 Deletion vs ``quantus.PixelFlipping`` (the same curve: 28 steps of 28 pixels) and MuFidelity with pixel cells and
 Pearson vs ``quantus.FaithfulnessCorrelation`` (the same estimator: 30 subsets of 20 % of the pixels), on an exported
-``otnn_vgg_fashionmnist_small`` and 32 random 28x28 images. Forwards dominate on a CPU (expect about 1.4x); on a GPU
-Quantus's per-step numpy round trips dominate (aim: 10x or more).
+``otnn_vgg_fashionmnist_small`` and ``batch`` random 28x28 images. Both sides forward the same number of perturbed
+images; Quantus forwards them ``batch`` at a time, ours ``batch_size`` at a time (256 by default). The
+``*_chunk<batch>`` candidates forward ours in chunks of ``batch`` too, so that the two sides run the very same
+convolutions and the ratio measures what the metrics add around them. On a CPU the forwards are most of both
+costs; on a GPU Quantus's per-step numpy round trips dominate (aim: 10x or more).
 
 Run: ``python -m benchmarks.bench_metrics``.
 """
@@ -17,7 +20,13 @@ import torch
 import otnn_plugin
 from otnn_plugin.metrics import Deletion, MuFidelity
 
-from .timing import compare, print_table, ratio
+from .report import print_result
+from .schema import target
+from .timing import compare, ratio_summary
+
+COMMAND = "python -m benchmarks.bench_metrics"
+SIZES = {"full": {"batch": 32, "repeats": 5}, "quick": {"batch": 2, "repeats": 2}}
+STEPS, RUNS = 28, 30
 
 
 def _saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
@@ -26,43 +35,66 @@ def _saliency(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.nd
     return grad.abs().cpu().numpy()
 
 
-def run(device: str = "cpu", batch: int = 32, repeats: int = 5) -> dict:
+def run(quick: bool = False, device: str = "cpu") -> dict:
+    size = SIZES["quick" if quick else "full"]
+    batch = size["batch"]
+    torch.manual_seed(0)
     model = otnn_plugin.export_vanilla(timm.create_model("otnn_vgg_fashionmnist_small")).to(device)
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 1, 28, 28, generator=generator).to(device)
     y = torch.randint(0, 10, (batch,), generator=generator).to(device)
     a = _saliency(model, x, y)
-    x_np, y_np = x.cpu().numpy(), y.cpu().numpy()
-    call = dict(model=model, x_batch=x_np, y_batch=y_np, a_batch=a, softmax=False, device=device, batch_size=batch)
-    subset_size, runs = round(0.2 * 28 * 28), 30
+    call = dict(model=model, x_batch=x.cpu().numpy(), y_batch=y.cpu().numpy(), a_batch=a, softmax=False,
+                device=device, batch_size=batch)
+    subset_size = round(0.2 * 28 * 28)
 
+    def deletion(**options):
+        return lambda: Deletion(steps=STEPS, baseline=0.0, **options)(**call)
+
+    def mufidelity(**options):
+        return lambda: MuFidelity(grid_size=None, subset_percent=subset_size / 784, nb_samples=RUNS,
+                                  correlation="pearson", **options)(**call)
+
+    chunk = f"chunk{batch}"
     candidates = {
-        "deletion_ours": lambda: Deletion(steps=28, baseline=0.0)(**call),
+        "deletion_ours": deletion(),
+        f"deletion_ours_{chunk}": deletion(batch_size=batch),
         "pixel_flipping_quantus": lambda: quantus.PixelFlipping(
             features_in_step=28, perturb_baseline=0.0, normalise=False, disable_warnings=True)(**call),
-        "mufidelity_ours": lambda: MuFidelity(
-            grid_size=None, subset_percent=subset_size / 784, nb_samples=runs, correlation="pearson")(**call),
+        "mufidelity_ours": mufidelity(),
+        f"mufidelity_ours_{chunk}": mufidelity(batch_size=batch),
         "faithfulness_correlation_quantus": lambda: quantus.FaithfulnessCorrelation(
-            nr_runs=runs, subset_size=subset_size, perturb_baseline=0.0, return_aggregate=False,
+            nr_runs=RUNS, subset_size=subset_size, perturb_baseline=0.0, return_aggregate=False,
             disable_warnings=True)(**call),
     }
-    stats = compare(candidates, repeats=repeats, warmup=1, device=device)
+    stats = compare(candidates, repeats=size["repeats"], warmup=1, device=device)
+    ratios = {
+        "pixel_flipping_over_deletion": ratio_summary(stats, "pixel_flipping_quantus", "deletion_ours"),
+        f"pixel_flipping_over_deletion_{chunk}": ratio_summary(stats, "pixel_flipping_quantus",
+                                                               f"deletion_ours_{chunk}"),
+        "faithfulness_correlation_over_mufidelity": ratio_summary(stats, "faithfulness_correlation_quantus",
+                                                                  "mufidelity_ours"),
+        f"faithfulness_correlation_over_mufidelity_{chunk}": ratio_summary(
+            stats, "faithfulness_correlation_quantus", f"mufidelity_ours_{chunk}"),
+    }
+    images = f"{batch} images, exported `otnn_vgg_fashionmnist_small`"
     return {
         "name": "metrics_vs_quantus",
-        "device": device,
-        "batch": batch,
-        "stats": stats,
-        "ratios": {
-            "pixel_flipping_over_deletion": ratio(stats, "pixel_flipping_quantus", "deletion_ours"),
-            "faithfulness_correlation_over_mufidelity": ratio(stats, "faithfulness_correlation_quantus",
-                                                              "mufidelity_ours"),
-        },
-        "target": "about 1.4x on a CPU, 10x or more on a GPU",
+        "command": COMMAND,
+        "params": {"batch": batch, "device": device, "repeats": size["repeats"], "steps": STEPS, "runs": RUNS},
+        "cases": {"fashionmnist": {"stats": stats, "ratios": ratios}},
+        "targets": [
+            target("fashionmnist", "pixel_flipping_over_deletion", f"Quantus PixelFlipping / our Deletion, {images}",
+                   "Quantus", ">=", 1.4),
+            target("fashionmnist", f"pixel_flipping_over_deletion_{chunk}",
+                   f"the same, ours forwarding {batch} images at a time as Quantus does"),
+            target("fashionmnist", "faithfulness_correlation_over_mufidelity",
+                   f"Quantus FaithfulnessCorrelation / our MuFidelity, {images}", "Quantus", ">=", 1.4),
+            target("fashionmnist", f"faithfulness_correlation_over_mufidelity_{chunk}",
+                   f"the same, ours forwarding {batch} images at a time as Quantus does"),
+        ],
     }
 
 
 if __name__ == "__main__":
-    result = run("cuda" if torch.cuda.is_available() else "cpu")
-    print_table(f"Metrics on {result['batch']} Fashion-MNIST-sized images ({result['device']})", result["stats"])
-    for key, value in result["ratios"].items():
-        print(f"  {key:<44} {value:6.2f}x")
+    print_result(run(device="cuda" if torch.cuda.is_available() else "cpu"))

@@ -1,0 +1,57 @@
+"""``otnn evaluate``: run a config's models x explainers x metrics (resumable), then write its leaderboard."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="score explainers with XAI metrics on an OTNN and its twin, side by side",
+        description="Run every model x explainer x metric of an evaluation config on its samples, writing "
+                    "per-sample scores to OUT/results.jsonl as they come (a killed run resumes where it stopped), "
+                    "then the leaderboard (OUT/leaderboard.{md,csv,json,html}, OUT/figures/).",
+    )
+    parser.add_argument("config", type=Path, help="evaluation config (YAML), e.g. evaluations/quick.yaml")
+    parser.add_argument("--out", type=Path,
+                        help="results folder (default: results/<config name> next to the config; with --samples or "
+                             "--random-weights, results/<config name>-samples<N> / -random)")
+    parser.add_argument("--samples", type=int, help="evaluate only this many samples (smoke tests)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="seeded random weights for every model instead of the configured ones (smoke tests)")
+    parser.add_argument("--batch-size", type=int, help="samples per explanation and metric call")
+    parser.add_argument("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--data-dir", help="folder holding the local datasets (default: $OTNN_DATA_DIR, else the hub)")
+    parser.add_argument("--retry-failed", action="store_true", help="compute the cells that failed before again")
+    parser.add_argument("--no-leaderboard", action="store_true", help="only compute the scores")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def default_out(config: Path, samples: int | None, random_weights: bool) -> Path:
+    """``results/<stem>`` next to the config; reduced runs get their own folder, away from the full run's."""
+    suffix = (f"-samples{samples}" if samples is not None else "") + ("-random" if random_weights else "")
+    return config.parent / "results" / f"{config.stem}{suffix}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import build_leaderboard, load_config, load_paper_numbers, prepare, run_evaluation, write_report
+
+    config = load_config(args.config, samples=args.samples, batch_size=args.batch_size, device=args.device,
+                         weights="random" if args.random_weights else None)
+    out = args.out or default_out(args.config, args.samples, args.random_weights)
+    command = "otnn " + shlex.join(args.argv)
+    summary = run_evaluation(prepare(config, args.data_dir), out, progress=not args.quiet, command=command,
+                             retry_failed=args.retry_failed)
+    print(f"{summary.results.path}: {summary.computed} units computed, {summary.skipped} already done, "
+          f"{summary.seconds:.0f} s")
+    if not args.no_leaderboard:
+        board = build_leaderboard([summary.results], load_paper_numbers(), command)
+        for path in write_report(board, [summary.results], out):
+            if path.suffix != ".png":
+                print(path)
+    for model, explainer, metric in summary.failed_cells:
+        print(f"failed: {model} x {explainer} x {metric}", file=sys.stderr)
+    return 1 if summary.failed_cells else 0

@@ -1,0 +1,33 @@
+"""``otnn leaderboard``: build the leaderboard of one or more evaluation results."""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "leaderboard", help="tables (md, csv, json), figures and an HTML page from evaluation results",
+        description="Aggregate results of `otnn evaluate` (mean ± standard error, ranks, the paper's numbers) into "
+                    "OUT/leaderboard.{md,csv,json,html} and OUT/figures/*.png. Results of one config are merged.",
+    )
+    parser.add_argument("results", nargs="+", type=Path, help="results.jsonl files, or the folders holding them")
+    parser.add_argument("--out", type=Path, help="output folder (default: the folder of the only results given)")
+    parser.add_argument("--paper", type=Path,
+                        help="the paper's numbers (default: evaluations/paper_numbers.yaml of this checkout)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import build_leaderboard, load_paper_numbers, read_results, write_report
+
+    results = [read_results(path) for path in args.results]
+    if args.out is None and len(results) > 1:
+        raise ValueError("several results given: pass --out for the combined leaderboard")
+    out = args.out or results[0].folder
+    board = build_leaderboard(results, load_paper_numbers(args.paper), "otnn " + shlex.join(args.argv))
+    for path in write_report(board, results, out):
+        if path.suffix != ".png":
+            print(path)
+    return 0

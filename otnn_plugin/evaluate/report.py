@@ -1,0 +1,41 @@
+"""Write a leaderboard's files: ``leaderboard.{md,csv,json,html}`` and ``figures/*.png``, each atomically."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..train.checkpoint import _atomic_replace, atomic_write_text
+from .html import render_html
+from .leaderboard import to_csv, to_json, to_markdown
+from .plots import explanation_figure, metric_bars
+from .results import Results, load_examples
+
+__all__ = ["write_report"]
+
+
+def write_report(board: dict[str, Any], results: list[Results], out: str | Path) -> list[Path]:
+    """Write the leaderboard of ``results`` (built as ``board``) into ``out``; returns the files written.
+
+    The explanation figure of a setting uses the ``examples.npz`` next to its first result file.
+    """
+    out = Path(out)
+    figures: dict[str, bytes | None] = {}
+    folders = {r.config_hash: r.folder for r in reversed(results)}
+    for setting in board["settings"]:
+        examples = load_examples(folders[setting["config_hash"]])
+        figures[f"{setting['name']}/explanations"] = explanation_figure(setting, examples)
+        for metric in setting["metrics"]:
+            figures[f"{setting['name']}/{metric['label']}"] = metric_bars(setting, metric)
+    written = []
+    for key, png in figures.items():
+        if png is not None:
+            path = out / "figures" / (key.replace("/", "_") + ".png")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_replace(path, lambda tmp, png=png: Path(tmp).write_bytes(png))
+            written.append(path)
+    for suffix, text in (("md", to_markdown(board)), ("csv", to_csv(board)), ("json", to_json(board)),
+                         ("html", render_html(board, figures))):
+        path = out / f"leaderboard.{suffix}"
+        atomic_write_text(path, text)
+        written.append(path)
+    return written

@@ -1,0 +1,298 @@
+"""The side-by-side runner: every model x explainer x metric of a config, per sample, resumable.
+
+For each model, each explainer explains one batch of samples once (``otnn_plugin.explain``, the Quantus
+``explain_func``), and every metric scores that batch from the same attributions (``a_batch``); metrics that
+explain again around the inputs (Stability, Quantus's robustness metrics) get ``explain_func`` too. OTNNs are
+evaluated as ``export_vanilla(otnn)``: the same function with plain layers (checked on the first batch), at the
+cost of its unconstrained twin. Each (model, explainer, metric, batch) is one line of ``results.jsonl``, written
+as soon as it is done, so a killed run resumes at the next unit; every unit is seeded from the config's seed and
+its own name, so a resumed run gives the scores an uninterrupted one gives. A unit that raises is recorded as
+failed with its error, the rest of its cell is skipped, and the run goes on.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import platform
+import random
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import EvalConfig, MetricSpec, ModelSpec
+from .results import Results, append_record, load_examples, open_results, save_example
+
+__all__ = ["Prepared", "RunSummary", "environment", "prepare", "run_evaluation"]
+
+#: Samples of the first batch kept for the explanation figure.
+EXAMPLES_SHOWN = 4
+#: Largest difference allowed between an OTNN and its export, relative to its largest output (at least 1).
+EXPORT_TOLERANCE = 1e-4
+_PACKAGES = ("otnn-plugin", "torch", "timm", "captum", "quantus", "datasets", "deel-torchlip", "numpy")
+
+
+@dataclass
+class Prepared:
+    """A config made ready: the device, the samples (numpy, as Quantus takes them) and the models to evaluate."""
+
+    config: EvalConfig
+    device: torch.device
+    indices: list[int]
+    x: np.ndarray
+    y: np.ndarray
+    target_names: list[str]
+    models: dict[str, nn.Module]
+    export_differences: dict[str, float]
+
+    def batches(self) -> list[slice]:
+        size = self.config.batch_size
+        return [slice(start, start + size) for start in range(0, len(self.x), size)]
+
+
+@dataclass
+class RunSummary:
+    results: Results
+    computed: int
+    skipped: int
+    failed_cells: list[tuple[str, str, str]]
+    seconds: float
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions of Python and the packages that decide the scores, and the device."""
+    versions = {}
+    for package in _PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {"python": platform.python_version(), **versions, "device": str(device), "device_name": name,
+            "threads": torch.get_num_threads()}
+
+
+def unit_seed(seed: int, *parts: object) -> int:
+    """A seed for one piece of work, from the config's seed and the work's names (stable across runs)."""
+    return zlib.crc32("/".join(map(str, (seed, *parts))).encode())
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy's global generator (Quantus draws from it) and ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _samples(config: EvalConfig, data_dir: str | Path | None) -> tuple[list[int], np.ndarray, np.ndarray, list[str]]:
+    """A seeded random subset of the split (rows in order), its targets (class, or the label's output) and the
+    target names."""
+    from ..data import label_names, load_dataset, to_tensors
+
+    dataset = load_dataset(config.dataset, config.split, data_dir, **config.dataset_args)
+    if config.samples > len(dataset):
+        raise ValueError(f"samples: {config.samples} asked for, but the {config.split} split of {config.dataset} has "
+                         f"{len(dataset)} rows")
+    generator = torch.Generator().manual_seed(config.seed)
+    indices = torch.randperm(len(dataset), generator=generator)[:config.samples].sort().values.tolist()
+    x, labels = to_tensors(dataset.select(indices))
+    names = list(label_names(config.dataset, **config.dataset_args))
+    if labels.ndim == 2:
+        if config.label is None:
+            raise ValueError(f"{config.dataset} is multilabel: set label: to the output to explain "
+                             f"(one of {', '.join(names)})")
+        y = np.full(len(indices), names.index(config.label), dtype=np.int64)
+    else:
+        if config.label is not None:
+            raise ValueError(f"{config.dataset} has one class per sample, explained for its own class: "
+                             f"remove label: {config.label}")
+        y = labels.numpy().astype(np.int64)
+    return indices, x.numpy(), y, names
+
+
+def _load_model(spec: ModelSpec, config: EvalConfig) -> nn.Module:
+    import timm
+
+    import otnn_plugin  # noqa: F401  (registers the plugin's models with timm)
+
+    torch.manual_seed(unit_seed(config.seed, "init", spec.label))
+    if spec.weights == "pretrained":
+        return timm.create_model(spec.model, pretrained=True, **spec.args)
+    model = timm.create_model(spec.model, **spec.args)
+    path = config.weights_path(spec)
+    if path is not None:
+        try:
+            timm.models.load_checkpoint(model, str(path), strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"models.{spec.label}: {path} does not hold weights of {spec.model}"
+                             f"{' with args ' + str(spec.args) if spec.args else ''}: "
+                             f"{str(err).splitlines()[0]}") from None
+    return model
+
+
+def _checked_outputs(spec: ModelSpec, model: nn.Module, x: torch.Tensor, n_outputs: int) -> torch.Tensor:
+    try:
+        with torch.no_grad():
+            outputs = model(x)
+    except RuntimeError as err:
+        raise ValueError(f"models.{spec.label} ({spec.model}) cannot take the dataset's images of shape "
+                         f"{tuple(x.shape[1:])}: {str(err).splitlines()[0]}; set its input size in args:") from None
+    if outputs.ndim != 2 or outputs.shape[1] != n_outputs:
+        raise ValueError(f"models.{spec.label} ({spec.model}) returns outputs of shape {tuple(outputs.shape)}, but "
+                         f"the dataset has {n_outputs} classes or labels")
+    return outputs
+
+
+def prepare(config: EvalConfig, data_dir: str | Path | None = None) -> Prepared:
+    """Load the samples and the models, check them, and export OTNNs; nothing is written."""
+    from ..lipschitz import is_otnn
+    from ..models import export_vanilla
+    from ..train.trainer import resolve_device
+
+    device = resolve_device(config.device)
+    indices, x, y, names = _samples(config, data_dir)
+    first = torch.as_tensor(x[:config.batch_size], device=device)
+    models, differences = {}, {}
+    for spec in config.models:
+        model = _load_model(spec, config).to(device).eval()
+        outputs = _checked_outputs(spec, model, first, len(names))
+        if is_otnn(model):
+            model = export_vanilla(model)
+            with torch.no_grad():
+                difference = (model(first) - outputs).abs().max().item()
+            if not difference <= EXPORT_TOLERANCE * max(1.0, outputs.abs().max().item()):
+                raise ValueError(f"models.{spec.label}: export_vanilla changed the outputs by {difference:.2e}: "
+                                 "the export is broken for this model")
+            differences[spec.label] = difference
+        models[spec.label] = model
+    return Prepared(config, device, indices, x, y, names, models, differences)
+
+
+def _per_sample(scores: Any, n: int) -> list[float | None]:
+    """One float per sample (None where not finite) from a metric's return value."""
+    if len(scores) != n:
+        raise ValueError(f"the metric returned {len(scores)} scores for {n} samples")
+    values = []
+    for score in scores:
+        array = np.asarray(score, dtype=np.float64)
+        if array.size != 1:
+            raise ValueError(f"the metric returned {array.size} values per sample, not one score: configure it to "
+                             "return one (e.g. return_auc_per_sample: true for quantus.PixelFlipping)")
+        value = float(array.reshape(()))
+        values.append(value if math.isfinite(value) else None)
+    return values
+
+
+def _error(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".strip().splitlines()[0]
+    return text[:500]
+
+
+def _header(prepared: Prepared) -> dict[str, Any]:
+    config = prepared.config
+    return {
+        "name": config.name, "description": config.description, "config_hash": config.content_hash(),
+        "config": config.content(), "indices": prepared.indices, "targets": prepared.y.tolist(),
+        "target_names": prepared.target_names,
+    }
+
+
+def _score(metric: MetricSpec, model: nn.Module, x: np.ndarray, y: np.ndarray, attributions: np.ndarray,
+           explain_func: Callable, explain_kwargs: dict[str, Any], device: torch.device, seed: int) -> dict[str, Any]:
+    """One metric on one batch: ``{"status": "ok", "scores": [...]}``, or ``"failed"`` with the error."""
+    seed_everything(seed)
+    try:
+        scores = metric.build(seed=seed)(  # copies: a metric may perturb its arrays in place
+            model=model, x_batch=x.copy(), y_batch=y.copy(), a_batch=attributions.copy(), explain_func=explain_func,
+            explain_func_kwargs=explain_kwargs, device=str(device), batch_size=len(x), softmax=False,
+            channel_first=True,
+        )
+        return {"status": "ok", "scores": _per_sample(scores, len(x))}
+    except Exception as err:  # a failing cell is recorded, and the run goes on
+        return {"status": "failed", "error": _error(err)}
+
+
+def run_evaluation(
+    prepared: Prepared,
+    out: str | Path,
+    progress: bool = True,
+    command: str = "",
+    retry_failed: bool = False,
+) -> RunSummary:
+    """Compute every unit of ``prepared`` not yet in ``out/results.jsonl`` and append it there.
+
+    ``retry_failed`` computes the failed cells again; otherwise a failed cell counts as done.
+    """
+    from ..explainers import explain
+    from .config import explainer_settings
+
+    config, out = prepared.config, Path(out)
+    results = open_results(out, _header(prepared))
+    session, started = len(results.sessions), time.time()
+    append_record(results, {
+        "event": "session", "session": session, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": started, "command": command, "environment": environment(prepared.device),
+        "export_max_abs_difference": prepared.export_differences,
+    })
+    done = {unit for unit, record in results.units.items() if record["status"] == "ok" or not retry_failed}
+    failed = set() if retry_failed else {u[:3] for u, r in results.units.items() if r["status"] == "failed"}
+    batches = prepared.batches()
+    plan = [(model, explainer.label, metric.label, b) for model in prepared.models for explainer in config.explainers
+            for metric in config.metrics if metric.applies_to(explainer.label) for b in range(len(batches))]
+    skipped = sum(1 for unit in plan if unit in done or unit[:3] in failed)
+    bar = tqdm(total=len(plan), initial=skipped, desc=config.name, unit="unit", disable=not progress,
+               dynamic_ncols=True)
+    computed, examples_done = 0, set(load_examples(out))
+    for model_label, model in prepared.models.items():
+        for explainer in config.explainers:
+            seeded = "seed" in explainer_settings(explainer.method) and "seed" not in explainer.settings
+            for b, rows in enumerate(batches):
+                todo = [m for m in config.metrics if m.applies_to(explainer.label)
+                        and (model_label, explainer.label, m.label, b) not in done
+                        and (model_label, explainer.label, m.label) not in failed]
+                if not todo:
+                    continue
+                bar.set_description(f"{config.name}: {model_label} {explainer.label}")
+                x, y = prepared.x[rows], prepared.y[rows]
+                batch_seed = unit_seed(config.seed, model_label, explainer.label, b)
+                explain_kwargs = {**explainer.explain_kwargs(), **({"seed": batch_seed} if seeded else {})}
+                seed_everything(batch_seed)
+                began = time.perf_counter()
+                try:
+                    attributions, explain_error = explain(model, x, y, **explain_kwargs), None
+                except Exception as err:  # recorded with every metric of the batch; the run goes on
+                    attributions, explain_error = None, f"explanation failed: {_error(err)}"
+                explain_seconds = round(time.perf_counter() - began, 4)
+                key = f"{model_label}/{explainer.label}"
+                if b == 0 and attributions is not None and key not in examples_done:
+                    shown = slice(0, EXAMPLES_SHOWN)
+                    save_example(out, key, attributions[shown], {
+                        "inputs": x[shown], "indices": np.asarray(prepared.indices[shown]), "targets": y[shown]})
+                    examples_done.add(key)
+                for metric in todo:
+                    bar.set_postfix_str(metric.label)
+                    began = time.perf_counter()
+                    outcome = {"status": "failed", "error": explain_error} if explain_error else _score(
+                        metric, model, x, y, attributions, explain, explain_kwargs, prepared.device,
+                        unit_seed(config.seed, model_label, explainer.label, metric.label, b))
+                    append_record(results, {
+                        "event": "unit", "session": session, "model": model_label, "explainer": explainer.label,
+                        "metric": metric.label, "batch": b, **outcome,
+                        "seconds": round(time.perf_counter() - began, 4), "explain_seconds": explain_seconds,
+                        "time": time.time()})
+                    computed += 1
+                    bar.update(1)
+                    if outcome["status"] == "failed":  # the rest of the cell is skipped
+                        failed.add((model_label, explainer.label, metric.label))
+                        bar.total -= sum(1 for later in range(b + 1, len(batches))
+                                         if (model_label, explainer.label, metric.label, later) not in done)
+    bar.close()
+    failed_cells = sorted({unit[:3] for unit, record in results.units.items() if record["status"] == "failed"})
+    return RunSummary(results, computed, skipped, failed_cells, time.time() - started)

@@ -27,7 +27,9 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from .report import render_markdown, write_text_atomic
+from otnn_plugin._files import atomic_write_text
+
+from .report import render_markdown
 from .schema import SCHEMA, target, validate_result
 from .timing import ratio_summary
 
@@ -163,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         stem = (args.machine or suite["machine"]) + ("-quick" if args.quick else "")
         suite["machine"] = args.machine or suite["machine"]
         json_path = args.out / f"{stem}.json"
-        write_text_atomic(json_path, json.dumps(suite, indent=1) + "\n")
+        atomic_write_text(json_path, json.dumps(suite, indent=1) + "\n")
         source = os.path.relpath(json_path, REPO) if json_path.resolve().is_relative_to(REPO) else str(json_path)
-        write_text_atomic(json_path.with_suffix(".md"), render_markdown(suite, source=source))
+        atomic_write_text(json_path.with_suffix(".md"), render_markdown(suite, source=source))
     except (ValueError, KeyError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from otnn_plugin._files import atomic_write_text
+
 from .schema import met, validate
 
-__all__ = ["render_markdown", "print_result", "write_text_atomic", "main"]
+__all__ = ["render_markdown", "print_result", "main"]
 
 _MARK = {True: "yes", False: "**no**", None: "-"}
 
@@ -85,15 +85,6 @@ def print_result(result: dict[str, Any]) -> None:
             print(f"  {key:<44} {_value_text(value)}")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-    os.chmod(handle.name, 0o644)  # a temporary file is private (0600); results are for everyone to read
-    os.replace(handle.name, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Render the markdown performance table of a results file.")
     parser.add_argument("results", type=Path, help="benchmarks/results/<machine>.json")
@@ -105,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out == "-":
             sys.stdout.write(text)
         else:
-            write_text_atomic(Path(args.out) if args.out else args.results.with_suffix(".md"), text)
+            atomic_write_text(Path(args.out) if args.out else args.results.with_suffix(".md"), text)
     except (ValueError, KeyError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..train.checkpoint import _atomic_replace, atomic_write_text
+from .._files import atomic_write_bytes, atomic_write_text
 from .html import render_html
 from .leaderboard import to_csv, to_json, to_markdown
 from .plots import explanation_figure, metric_bars
@@ -31,7 +31,7 @@ def write_report(board: dict[str, Any], results: list[Results], out: str | Path)
         if png is not None:
             path = out / "figures" / (key.replace("/", "_") + ".png")
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_replace(path, lambda tmp, png=png: Path(tmp).write_bytes(png))
+            atomic_write_bytes(path, png)
             written.append(path)
     for suffix, text in (("md", to_markdown(board)), ("csv", to_csv(board)), ("json", to_json(board)),
                          ("html", render_html(board, figures))):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..train.checkpoint import _atomic_replace, atomic_write_text
+from .._files import atomic_write_bytes, atomic_write_text
 
 __all__ = ["EXAMPLES", "RESULTS", "Results", "Unit", "append_record", "load_examples", "open_results",
            "read_results", "save_example"]
@@ -138,4 +138,4 @@ def save_example(folder: Path, key: str, attributions: np.ndarray, samples: dict
     arrays = {**load_examples(folder), **samples, key: attributions.mean(1).astype(np.float32)}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    _atomic_replace(Path(folder) / EXAMPLES, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+    atomic_write_bytes(Path(folder) / EXAMPLES, buffer.getvalue())

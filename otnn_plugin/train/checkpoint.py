@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +9,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["save_checkpoint", "load_checkpoint", "atomic_write_text"]
+from .._files import atomic_write
+
+__all__ = ["save_checkpoint", "load_checkpoint"]
 
 CHECKPOINT = "checkpoint.safetensors"
-
-
-def _atomic_replace(path: Path, write) -> None:
-    """Run ``write(tmp_path)`` next to ``path``, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_replace(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, objective: nn.Module,
@@ -51,7 +32,7 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, objective: nn.M
         "meta": json.dumps(meta),
     }
     path = Path(run_dir) / CHECKPOINT
-    _atomic_replace(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return path
 
 

@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 
 from .. import data as datasets
 from ..data.transforms import celeba_augment
+from .._files import atomic_write_text
 from ..lipschitz import is_otnn
-from .checkpoint import CHECKPOINT, atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .objectives import build_objective, task_of
 from .precision import autocast, check_precision
 from .recipe import Recipe

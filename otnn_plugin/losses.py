@@ -33,13 +33,14 @@ none learns its margin, and its soft multiclass loss hinges each term apart with
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from ._names import unknown_name
 
 __all__ = [
     "loss_class",
@@ -324,9 +325,7 @@ def list_losses() -> list[str]:
 def loss_class(name: str) -> type[nn.Module]:
     """The class registered as ``name`` (its signature lists the keyword arguments ``create_loss`` accepts)."""
     if name not in _LOSSES:
-        close = difflib.get_close_matches(name, _LOSSES, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"unknown loss {name!r}: {hint}valid names are {', '.join(list_losses())}")
+        raise unknown_name("loss", name, _LOSSES)
     return _LOSSES[name]
 
 
@@ -337,9 +336,7 @@ def create_loss(name: str, **kwargs) -> nn.Module:
     accepted = list(parameters)
     for key in kwargs:
         if key not in accepted:
-            close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{name} has no argument {key!r}{hint}; it takes {', '.join(accepted)}")
+            raise unknown_name(f"argument of {name}", key, accepted)
     missing = [key for key, p in parameters.items() if p.default is p.empty and key not in kwargs]
     if missing:
         raise ValueError(f"{name} needs {', '.join(f'{key}=...' for key in missing)} (the size of the model's head)")

@@ -284,9 +284,9 @@ def test_learned_margins_go_to_the_optimizer_with_the_model():
 
 @pytest.mark.parametrize("name, kwargs, message", [
     ("hkr_multiclas", {}, "did you mean 'hkr_multiclass'"),
-    ("cross_entropy", {}, "valid names are hkr, hkr_auto"),
+    ("cross_entropy", {}, "valid: hkr, hkr_auto"),
     ("hkr", dict(margn=1.0), "did you mean 'margin'"),
-    ("hkr_auto", dict(margin=1.0), "takes alpha, lam, init_margin"),
+    ("hkr_auto", dict(margin=1.0), "valid: alpha, init_margin, lam"),
     ("soft_hkr_multiclass", {}, "needs num_classes="),
 ])
 def test_create_loss_errors(name, kwargs, message):

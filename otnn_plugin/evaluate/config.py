@@ -26,7 +26,6 @@ constructor parameter of the metric class. Paper settings: appendix A.4 of arXiv
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import inspect
@@ -38,9 +37,11 @@ from typing import Any, Iterable
 
 import yaml
 
+from .._names import unknown_name
+
 __all__ = [
     "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "OUR_METRICS", "load_config", "metric_class",
-    "metric_names", "model_family", "unknown_name",
+    "metric_names", "model_family",
 ]
 
 #: Our metrics (``otnn_plugin.metrics``), named in configs without a prefix.
@@ -54,15 +55,6 @@ _RUNNER_PARAMETERS = {"return_aggregate": False, "display_progressbar": False}
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOP_LEVEL = ("name", "description", "dataset", "dataset_args", "split", "samples", "label", "seed", "batch_size",
               "device", "models", "explainers", "metrics")
-
-
-def unknown_name(kind: str, name: object, valid: Iterable[str], context: str = "", listing: bool = True) -> ValueError:
-    """A ``ValueError`` for an unknown ``name``, with the closest valid one (difflib) and, if short, all of them."""
-    valid = sorted(valid)
-    close = difflib.get_close_matches(str(name), valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    choices = f"; valid: {', '.join(valid)}" if listing and valid else ""
-    return ValueError(f"{context}unknown {kind} {name!r}{hint}{choices}")
 
 
 @dataclass(frozen=True)

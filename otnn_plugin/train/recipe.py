@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .._names import unknown_name
 
 __all__ = ["Recipe", "load_recipe", "list_recipes"]
 
@@ -72,9 +73,7 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
     if not path.suffix:
         shipped = _recipe_files()
         if str(name_or_path) not in shipped:
-            close = difflib.get_close_matches(str(name_or_path), shipped, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown recipe {str(name_or_path)!r}{hint}; shipped recipes: {', '.join(sorted(shipped))}")
+            raise unknown_name("recipe", str(name_or_path), shipped)
         path = shipped[str(name_or_path)]
     if not path.is_file():
         raise FileNotFoundError(f"recipe file {path} not found")
@@ -88,9 +87,7 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
     raw.update({k: v for k, v in overrides.items() if v is not None})
     for key in raw:
         if key not in _FIELDS:
-            close = difflib.get_close_matches(key, _FIELDS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"recipe {path}: unknown setting {key!r}{hint}")
+            raise unknown_name("setting", key, _FIELDS, context=f"recipe {path}: ", listing=False)
     missing = [f.name for f in dataclasses.fields(Recipe)
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw]
     if missing:

@@ -6,8 +6,11 @@ is therefore a counterfactual explanation, and its absolute value the saliency m
 
 Which score ``f`` is: the model's single output for a binary head, ``output[target]`` otherwise. Every output of
 the paper's multilabel (CelebA) and multiclass (Fashion-MNIST, Eq. 4-5) heads is a one-versus-all potential, so
-the same formula serves both: for the predicted class it moves ``x`` out of that class, and for another class
-(``f_target(x) < 0``) it moves ``x`` towards it, which is the targeted counterfactual of the paper's Fig. 1 and 5.
+the same formula serves both: it moves ``x`` towards the boundary ``f_target = 0`` from whichever side it is on.
+Where ``f_target(x) > 0`` (``x`` is on the target's side: the predicted class of a well-trained model) that takes it
+out of the class; where ``f_target(x) < 0`` it takes it towards the class, which is the targeted counterfactual of
+the paper's Fig. 1 and 5. A poorly trained head may score other classes positive too; the step then moves away
+from them.
 """
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ model = timm.create_model("{name}", pretrained=True)   # hub when reachable, els
 
 ## Training
 
-- Data: `{recipe.dataset}` {recipe.dataset_args or ''}, {log[0]['train_size']} training and {log[0]['test_size']}
+- Data: `{recipe.dataset}`{f' {recipe.dataset_args}' if recipe.dataset_args else ''}, {log[0]['train_size']} training and {log[0]['test_size']}
   test images{', with the paper augmentation' if recipe.augment else ''}.
 - Time: {result.seconds / 60:.1f} min on {environment['device']} ({environment['device_name']},
   {environment['threads']} threads), torch {environment['torch']}, timm {environment['timm']}.

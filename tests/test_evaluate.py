@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.metadata
 import io
 import json
 import shutil
@@ -92,7 +91,7 @@ def test_results_record_config_hash_versions_and_times(evaluated):
     assert results.config_hash == load_config(config).content_hash()
     assert results.header["config"]["samples"] == 6 and len(results.header["indices"]) == 6
     (session,) = results.sessions
-    assert session["environment"]["torch"] == importlib.metadata.version("torch")
+    assert session["environment"]["torch"] == torch.__version__
     assert {"quantus", "captum", "timm", "deel-torchlip", "device"} <= set(session["environment"])
     assert session["command"].startswith("otnn evaluate ")
     assert set(session["export_max_abs_difference"]) == {"OTNN"}  # the OTNN ran as export_vanilla

@@ -11,9 +11,7 @@ failed with its error, the rest of its cell is skipped, and the run goes on.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import math
-import platform
 import random
 import time
 import zlib
@@ -27,18 +25,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._environment import environment
 from .config import EvalConfig, MetricSpec, ModelSpec
 from .results import Results, append_record, load_examples, open_results, save_example
 
-__all__ = ["Prepared", "RunSummary", "environment", "prepare", "run_evaluation"]
+__all__ = ["Prepared", "RunSummary", "prepare", "run_evaluation"]
 
 #: Samples of the first batch kept for the explanation figure.
 EXAMPLES_SHOWN = 4
 #: Largest difference allowed between an OTNN and its export, relative to its largest output (at least 1).
 EXPORT_TOLERANCE = 1e-4
-_PACKAGES = ("otnn-plugin", "torch", "timm", "captum", "quantus", "datasets", "deel-torchlip", "numpy")
-
-
 @dataclass
 class Prepared:
     """A config made ready: the device, the samples (numpy, as Quantus takes them) and the models to evaluate."""
@@ -64,19 +60,6 @@ class RunSummary:
     skipped: int
     failed_cells: list[tuple[str, str, str]]
     seconds: float
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions of Python and the packages that decide the scores, and the device."""
-    versions = {}
-    for package in _PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    return {"python": platform.python_version(), **versions, "device": str(device), "device_name": name,
-            "threads": torch.get_num_threads()}
 
 
 def unit_seed(seed: int, *parts: object) -> int:

@@ -6,9 +6,7 @@ generator seeded by ``(seed, epoch)``, so a resumed run repeats an uninterrupted
 """
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import data as datasets
 from ..data.transforms import celeba_augment
+from .._environment import environment
 from .._files import atomic_write_text
 from ..lipschitz import is_otnn
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -109,18 +108,6 @@ def _check_writable(run_dir: Path, resume: bool) -> None:
         raise ValueError(f"cannot write to {run_dir}: {err.strerror}") from None
 
 
-def _environment(device: torch.device) -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "deel_torchlip": importlib.metadata.version("deel-torchlip"),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-    }
-
-
 def _read_log(path: Path, completed: int) -> list[dict]:
     """The log lines of the ``completed`` epochs a checkpoint holds (a crash may leave one more)."""
     if not path.is_file():
@@ -138,7 +125,7 @@ def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progres
     done = load_checkpoint(run_dir, model, objective, optimizer) if resume else 0
     log = _read_log(run_dir / LOG, done) if resume else []
     if not log:
-        log = [{"event": "start", "recipe": recipe.to_dict(), "environment": _environment(device),
+        log = [{"event": "start", "recipe": recipe.to_dict(), "environment": environment(device),
                 "otnn": is_otnn(model), "train_size": len(prepared.train[0]), "test_size": len(prepared.test[0])}]
     run_dir.mkdir(parents=True, exist_ok=True)
 

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from otnn_plugin._environment import cpu_name
 from otnn_plugin._files import atomic_write_text
 
 from .report import render_markdown
@@ -80,16 +81,6 @@ BENCHMARKS: dict[str, Callable[[bool, str], dict[str, Any]]] = {
 }
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
 def _commit() -> str | None:
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
@@ -102,7 +93,7 @@ def environment(device: str) -> dict[str, Any]:
     """Versions, threads and hardware the figures were measured with."""
     return {
         "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "cpu": _cpu_name(), "cores": os.cpu_count(), "device": device,
+        "cpu": cpu_name(), "cores": os.cpu_count(), "device": device,
         "device_name": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None,
         "commit": _commit(),
     }

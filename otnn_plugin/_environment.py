@@ -8,21 +8,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["environment"]
+__all__ = ["cpu_name", "environment"]
 
 #: The packages that decide what a training or an evaluation computes.
 PACKAGES = ("otnn-plugin", "torch", "timm", "captum", "quantus", "datasets", "deel-torchlip", "numpy")
 
 
-def _cpu_name() -> str:
-    """The CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``, else ``"cpu"``."""
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (Linux), else what ``platform`` knows, else ``"cpu"``."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "cpu"
+    return platform.processor() or platform.machine() or "cpu"
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -34,6 +34,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     versions["torch"] = torch.__version__  # with its build label (+cu130, +cpu), which metadata drops
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"python": platform.python_version(), **versions, "device": str(device), "device_name": name,
             "threads": torch.get_num_threads()}

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="seed for initialisation, shuffling and augmentation")
     parser.add_argument("--train-limit", type=int, help="use only this many training images (seeded subset)")
     parser.add_argument("--test-limit", type=int, help="use only this many test images (seeded subset)")
+    parser.add_argument("--power-iterations", type=int,
+                        help="power-iteration steps per training forward in each spectral layer (OTNNs)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="fp32, or bf16 autocast (refused for OTNNs whose 1-Lipschitz bound it breaks)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -41,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                         train_limit=args.train_limit, test_limit=args.test_limit, precision=args.precision)
+                         train_limit=args.train_limit, test_limit=args.test_limit, precision=args.precision,
+                         power_iterations=args.power_iterations)
     if args.registry and not recipe.registry_name:
         raise ValueError(f"recipe {recipe.name} has no registry_name: add one to export it with --registry")
     prepared = prepare(recipe, device=args.device, data_dir=args.data_dir)

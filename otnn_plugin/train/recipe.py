@@ -16,7 +16,11 @@ __all__ = ["Recipe", "load_recipe", "list_recipes"]
 
 @dataclass
 class Recipe:
-    """What to train, on what, with which loss and optimiser (Adam, as in the paper)."""
+    """What to train, on what, with which loss and optimiser (Adam, as in the paper).
+
+    ``power_iterations`` is the number of power-iteration steps each spectral layer runs per training forward
+    (deel-torchlip runs 1; large learning rates need more, see :mod:`otnn_plugin.spectral`).
+    """
 
     name: str
     model: str
@@ -35,11 +39,12 @@ class Recipe:
     test_limit: int | None = None
     radii: tuple[float, ...] = (0.1, 0.25, 0.5)
     grad_norm_samples: int = 64
+    power_iterations: int = 1
     registry_name: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "grad_norm_samples"):
+        for key in ("epochs", "batch_size", "grad_norm_samples", "power_iterations"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"recipe {self.name!r}: {key} must be a positive integer, got {getattr(self, key)!r}")
         for key in ("train_limit", "test_limit"):

@@ -22,6 +22,7 @@ from ..data.transforms import celeba_augment
 from .._environment import environment
 from .._files import atomic_write_text
 from ..lipschitz import is_otnn
+from ..spectral import set_power_iterations
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .objectives import build_objective, task_of
 from .precision import autocast, check_precision
@@ -83,6 +84,7 @@ def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = 
     torch_device = resolve_device(device)
     torch.manual_seed(recipe.seed)
     model = timm.create_model(recipe.model, **recipe.model_args)
+    set_power_iterations(model, recipe.power_iterations)
     splits = []
     for offset, (split, limit) in enumerate((("train", recipe.train_limit), ("test", recipe.test_limit))):
         ds = datasets.load_dataset(recipe.dataset, split, data_dir=data_dir, **recipe.dataset_args)
@@ -151,7 +153,8 @@ def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progres
             if not torch.isfinite(loss):
                 raise ValueError(
                     f"loss became {loss.item()} at epoch {epoch}, batch {start // recipe.batch_size}: lower the "
-                    f"learning rate (now {recipe.lr}); large Adam steps can outrun deel-torchlip's power iteration"
+                    f"learning rate (now {recipe.lr}) or raise power_iterations (now {recipe.power_iterations}): large "
+                    "Adam steps can outrun the spectral layers' power iteration"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

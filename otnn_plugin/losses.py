@@ -44,6 +44,7 @@ from ._names import unknown_name
 
 __all__ = [
     "loss_class",
+    "NonFiniteOutputsError",
     "HKRLoss",
     "HKRAutoLoss",
     "HKRMulticlassLoss",
@@ -58,7 +59,13 @@ __all__ = [
 #: The model head a loss expects: one output, one output per class, or one output per label.
 OutputKind = Literal["binary", "multiclass", "multilabel"]
 
-_NON_FINITE = "outputs contain NaN or inf: the model diverged (try a smaller learning rate) or its input is bad"
+class NonFiniteOutputsError(ValueError):
+    """The outputs handed to a loss hold NaN or inf: the model diverged, or its input is bad."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "outputs contain NaN or inf: the model diverged (try a smaller learning rate) or its input is bad"
+        )
 
 
 def _positive(name: str, value: float) -> float:
@@ -104,7 +111,7 @@ def _check_batch(outputs: Tensor, *conditions: Tensor) -> list[bool]:
         raise ValueError("the batch is empty")
     finite, *passed = torch.stack([torch.isfinite(outputs).all(), *conditions]).tolist()
     if not finite:
-        raise ValueError(_NON_FINITE)
+        raise NonFiniteOutputsError()
     return passed
 
 

@@ -124,6 +124,16 @@ def test_bf16_is_refused_where_it_breaks_the_lipschitz_bound_and_trains_the_twin
         prepare(load_recipe("snowflake_unconstrained", precision="fp16", **TINY), device="cpu", data_dir=data_dir)
 
 
+@pytest.mark.parametrize("recipe", ["snowflake_otnn", "snowflake_unconstrained"])
+def test_divergence_stops_training_with_the_fix(recipe, tmp_path, data_dir):
+    """An hKR loss refuses NaN outputs itself; the trainer still says where it diverged and what to change."""
+    prepared = prepare(load_recipe(recipe, **TINY), device="cpu", data_dir=data_dir)
+    prepared.model.register_forward_hook(lambda module, inputs, output: output * float("nan"))
+    with pytest.raises(ValueError, match=r"diverged at epoch 1, batch 0 .*raise power_iterations \(now 1\)"):
+        train(prepared, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
+
+
 def test_trained_snowflake_otnn_learns_and_exports_to_the_registry(tmp_path, data_dir, monkeypatch):
     registry = tmp_path / "registry"
     code = main(["train", "--recipe", "snowflake_otnn", "--epochs", "3", "--train-limit", "512", "--test-limit", "256",

@@ -22,6 +22,7 @@ from ..data.transforms import celeba_augment
 from .._environment import environment
 from .._files import atomic_write_text
 from ..lipschitz import is_otnn
+from ..losses import NonFiniteOutputsError
 from ..spectral import set_power_iterations
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .objectives import build_objective, task_of
@@ -147,12 +148,16 @@ def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progres
             inputs, targets = x_train[index], y_train[index]
             if augment is not None:
                 inputs = augment(inputs, generator=generator)
-            with autocast(recipe.precision, device):
-                outputs = model(inputs)
-                loss = objective(outputs.float(), targets)
-            if not torch.isfinite(loss):
+            try:
+                with autocast(recipe.precision, device):
+                    outputs = model(inputs)
+                    loss = objective(outputs.float(), targets)
+                finite = bool(torch.isfinite(loss))
+            except NonFiniteOutputsError:  # the hKR losses check their inputs
+                finite = False
+            if not finite:
                 raise ValueError(
-                    f"loss became {loss.item()} at epoch {epoch}, batch {start // recipe.batch_size}: lower the "
+                    f"training diverged at epoch {epoch}, batch {start // recipe.batch_size} (NaN or inf): lower the "
                     f"learning rate (now {recipe.lr}) or raise power_iterations (now {recipe.power_iterations}): large "
                     "Adam steps can outrun the spectral layers' power iteration"
                 )

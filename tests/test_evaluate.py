@@ -195,6 +195,81 @@ def test_results_of_another_config_are_not_mixed(evaluated, tmp_path, data_dir, 
     assert "holds results of another config" in capsys.readouterr().err
 
 
+def test_results_of_other_samples_are_not_mixed(evaluated, tmp_path, data_dir, capsys):
+    config, out = evaluated
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    lines = (copy / "results.jsonl").read_text().split("\n")
+    header = json.loads(lines[0])
+    header["indices"] = sorted(header["indices"])[::-1]  # as if drawn in another order
+    (copy / "results.jsonl").write_text("\n".join([json.dumps(header), *lines[1:]]))
+    assert main(["evaluate", str(config), "--out", str(copy), "--quiet", "--data-dir", str(data_dir)]) == 2
+    assert "on other samples" in capsys.readouterr().err
+
+
+def test_samples_are_kept_in_draw_order(evaluated, data_dir):
+    """The first rows of a run are the whole run of a smaller config: a random subset, not the lowest indices."""
+    config, out = evaluated
+    indices = read_results(out).header["indices"]
+    assert indices != sorted(indices)
+    assert prepare(load_config(config, samples=3), data_dir).indices == indices[:3]
+
+
+# --- a metric on fewer samples, and runs split by model -------------------------------------------------------------
+
+def test_a_metric_with_its_own_samples_scores_only_the_first_rows(evaluated, tmp_path, data_dir):
+    _, reference = evaluated
+    metrics = copy.deepcopy(TINY["metrics"])
+    metrics["deletion_zero"]["samples"] = 5  # all of batch 0 (4 samples), one of batch 1
+    config, out = write_config(tmp_path, metrics=metrics), tmp_path / "out"
+    assert main(["evaluate", str(config), "--out", str(out), "--quiet", "--data-dir", str(data_dir)]) == 0
+    units, expected = read_results(out).units, read_results(reference).units
+    for model in TINY["models"]:
+        for explainer in TINY["explainers"]:
+            cell = (model, explainer, "deletion_zero")
+            assert len(units[(*cell, 0)]["scores"]) == 4 and len(units[(*cell, 1)]["scores"]) == 1
+            assert units[(*cell, 1)]["scores"] == expected[(*cell, 1)]["scores"][:1]  # same seed, same sample
+            assert units[(*cell, 0)]["scores"] == expected[(*cell, 0)]["scores"]
+    rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text())))
+    assert {(r["n"], r["samples"], r["status"]) for r in rows if r["metric"] == "deletion_zero"} == {("5", "5", "ok")}
+    assert {r["n"] for r in rows if r["metric"] != "deletion_zero"} == {"6"}
+    assert "lower is better ↓, first 5 samples" in (out / "leaderboard.md").read_text()
+    # Capped at the config's samples: a metric asking for all of them (or more) is the plain metric.
+    metrics["deletion_zero"]["samples"] = 6
+    assert load_config(write_config(tmp_path, metrics=metrics)).content_hash() == load_config(
+        write_config(tmp_path, name="plain")).content_hash()
+
+
+def test_a_metric_with_bad_samples_gives_one_line(tmp_path, capsys):
+    metrics = copy.deepcopy(TINY["metrics"])
+    metrics["deletion_zero"]["samples"] = 0
+    assert main(["evaluate", str(write_config(tmp_path, metrics=metrics)), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metrics.deletion_zero: samples must be a positive integer, got 0" in err
+
+
+def test_a_run_split_by_model_merges_into_the_whole_leaderboard(evaluated, tmp_path, data_dir, capsys):
+    config, reference = evaluated
+    folders = []
+    for model in TINY["models"]:
+        assert main(["evaluate", str(config), "--models", model, "--quiet", "--data-dir", str(data_dir),
+                     "--no-leaderboard"]) == 0
+        folders.append(default_out(config, None, False, [model]))
+        assert folders[-1] == config.parent / "results" / f"tiny-{model}"
+        assert {unit[0] for unit in read_results(folders[-1]).units} == {model}
+    assert main(["leaderboard", *map(str, folders), "--out", str(tmp_path / "merged")]) == 0
+
+    def means(folder: Path) -> dict:
+        rows = csv.DictReader(io.StringIO((folder / "leaderboard.csv").read_text()))
+        return {(r["model"], r["explainer"], r["metric"]): (r["status"], r["mean"], r["rank"]) for r in rows}
+
+    assert means(tmp_path / "merged") == means(reference)
+    assert (tmp_path / "merged" / "figures" / "tiny_explanations.png").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", str(config), "--models", "OTN", "--quiet", "--data-dir", str(data_dir)]) == 2
+    assert "unknown model label 'OTN' (did you mean 'OTNN'?)" in capsys.readouterr().err
+
+
 # --- failures -------------------------------------------------------------------------------------------------------
 
 def test_failing_cells_are_recorded_and_the_run_goes_on(tmp_path, data_dir, monkeypatch, capsys):

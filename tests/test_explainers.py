@@ -217,6 +217,24 @@ def test_rise_matches_its_definition_whatever_the_batch_size():
     torch.testing.assert_close(saliency, expected[:, None].expand_as(inputs), rtol=1e-4, atol=1e-5)
 
 
+def test_centered_rise_subtracts_the_mean_masked_score_and_keeps_an_all_negative_model_two_signed():
+    weights = -torch.rand(3 * 10 * 12, 1)  # every masked image of a positive input scores negative
+    inputs = torch.rand(2, 3, 10, 12)
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ weights - 1.0
+
+    settings = {"n_masks": 40, "grid_size": 3, "probability": 0.4, "batch_size": 7, "seed": 2}
+    raw = Rise(model).attribute(inputs, **settings)
+    centered = Rise(model).attribute(inputs, center=True, **settings)
+    masks = rise_masks(40, (10, 12), grid_size=3, probability=0.4, seed=2)
+    scores = torch.stack([model(inputs * mask)[:, 0] for mask in masks], dim=1)  # (2, 40)
+    expected = raw[:, 0] - scores.mean(1)[:, None, None] * masks.sum(0) / (40 * 0.4)
+    torch.testing.assert_close(centered[:, 0], expected, rtol=1e-4, atol=1e-5)
+    assert (raw < 0).all()
+    assert (centered < 0).any() and (centered > 0).any()
+
+
 def test_rise_masks_are_smooth_seeded_and_keep_the_probability():
     masks = rise_masks(2000, (28, 28), grid_size=7, probability=0.3, seed=3)
     assert masks.shape == (2000, 28, 28) and masks.min() >= 0 and masks.max() <= 1

@@ -16,9 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", type=Path, help="evaluation config (YAML), e.g. evaluations/quick.yaml")
     parser.add_argument("--out", type=Path,
-                        help="results folder (default: results/<config name> next to the config; with --samples or "
-                             "--random-weights, results/<config name>-samples<N> / -random)")
+                        help="results folder (default: results/<config name> next to the config; with --samples, "
+                             "--random-weights or --models, results/<config name>-samples<N> / -random / -<labels>)")
     parser.add_argument("--samples", type=int, help="evaluate only this many samples (smoke tests)")
+    parser.add_argument("--models", nargs="+", metavar="LABEL",
+                        help="run only these models of the config, e.g. one per machine or core; `otnn leaderboard "
+                             "FOLDER...` merges the folders")
     parser.add_argument("--random-weights", action="store_true",
                         help="seeded random weights for every model instead of the configured ones (smoke tests)")
     parser.add_argument("--batch-size", type=int, help="samples per explanation and metric call")
@@ -30,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def default_out(config: Path, samples: int | None, random_weights: bool) -> Path:
+def default_out(config: Path, samples: int | None, random_weights: bool, models: list[str] | None = None) -> Path:
     """``results/<stem>`` next to the config; reduced runs get their own folder, away from the full run's."""
     suffix = (f"-samples{samples}" if samples is not None else "") + ("-random" if random_weights else "")
+    suffix += "".join(f"-{label}" for label in models or ())
     return config.parent / "results" / f"{config.stem}{suffix}"
 
 
@@ -41,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, samples=args.samples, batch_size=args.batch_size, device=args.device,
                          weights="random" if args.random_weights else None)
-    out = args.out or default_out(args.config, args.samples, args.random_weights)
+    out = args.out or default_out(args.config, args.samples, args.random_weights, args.models)
     command = "otnn " + shlex.join(args.argv)
-    summary = run_evaluation(prepare(config, args.data_dir), out, progress=not args.quiet, command=command,
+    summary = run_evaluation(prepare(config, args.data_dir, args.models), out, progress=not args.quiet, command=command,
                              retry_failed=args.retry_failed)
     print(f"{summary.results.path}: {summary.computed} units computed, {summary.skipped} already done, "
           f"{summary.seconds:.0f} s")

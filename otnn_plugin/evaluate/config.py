@@ -4,7 +4,7 @@ A config is a YAML mapping::
 
     dataset: fashion_mnist          # otnn_plugin.data.list_datasets()
     split: test
-    samples: 64                     # a seeded random subset of the split
+    samples: 64                     # a seeded random subset of the split, in draw order
     label: Mustache                 # multilabel data only: the output to explain
     seed: 0
     batch_size: 32                  # samples per explanation and metric call
@@ -17,9 +17,11 @@ A config is a YAML mapping::
     metrics:                        # label -> metric class (ours by name, Quantus's as quantus.Name) and parameters
       deletion_zero: {metric: Deletion, baseline: zero}
       sparseness: {metric: quantus.Sparseness, explainers: [saliency], direction: higher}
+      robustness_sr: {metric: RobustnessSr, samples: 32}   # an expensive metric on the first 32 samples only
 
 Unknown names (models, explainers, metrics, settings, parameters) are reported with the closest valid one. The
-metric keys ``explainers`` (run only with these explainer labels) and ``direction`` (``higher`` / ``lower``,
+metric keys ``explainers`` (run only with these explainer labels), ``samples`` (score only the first N samples;
+they are a random draw too, as samples are kept in draw order) and ``direction`` (``higher`` / ``lower``,
 default: the class's ``score_direction``) are ours; ``reference`` gives :class:`ExplanationDistance` the
 explainer to compare with (e.g. ``{method: smoothgrad}`` for the paper's Table 2). Every other key is a
 constructor parameter of the metric class. Paper settings: appendix A.4 of arXiv:2206.06854.
@@ -100,9 +102,14 @@ class MetricSpec:
     params: dict[str, Any]
     direction: str
     explainers: tuple[str, ...] | None = None
+    samples: int | None = None
 
     def applies_to(self, explainer: str) -> bool:
         return self.explainers is None or explainer in self.explainers
+
+    def rows(self, batch: slice) -> slice:
+        """The rows of ``batch`` this metric scores: all of them, or those among its first ``samples``."""
+        return batch if self.samples is None else slice(batch.start, min(batch.stop, self.samples))
 
     def build(self, seed: int | None = None):
         """A fresh metric instance; ``seed`` goes to metrics that take one, unless the config sets it."""
@@ -149,7 +156,8 @@ class EvalConfig:
             "models": {m.label: {"model": m.model, "weights": m.weights, "args": m.args} for m in self.models},
             "explainers": {e.label: {"method": e.method, **e.settings} for e in self.explainers},
             "metrics": {m.label: {"metric": m.metric, **m.params, "direction": m.direction,
-                                  "explainers": list(m.explainers) if m.explainers is not None else None}
+                                  "explainers": list(m.explainers) if m.explainers is not None else None,
+                                  **({"samples": m.samples} if m.samples is not None else {})}
                         for m in self.metrics},
         }
 
@@ -286,7 +294,8 @@ def _explainer(label: str, entry: Any, context: str) -> ExplainerSpec:
     return ExplainerSpec(label, method, settings)
 
 
-def _metric(label: str, entry: Any, explainers: list[str], context: str) -> MetricSpec:
+def _metric(label: str, entry: Any, explainers: list[str], samples: int, context: str) -> MetricSpec:
+    """A validated metric entry; its ``samples`` is capped at the config's (None when it covers them all)."""
     where = f"{context}metrics.{label}: "
     params = dict(_mapping(entry, f"{context}metrics.{label}"))
     name = params.pop("metric", None)
@@ -303,6 +312,10 @@ def _metric(label: str, entry: Any, explainers: list[str], context: str) -> Metr
         for explainer in only:
             if explainer not in explainers:
                 raise unknown_name("explainer", explainer, explainers, where)
+    own_samples = params.pop("samples", None)
+    if own_samples is not None:
+        own_samples = _positive_int(own_samples, f"{where}samples")
+        own_samples = own_samples if own_samples < samples else None
     accepted = metric_parameters(cls)
     _check_keys(params, [*accepted, "direction", *(["reference"] if name == "ExplanationDistance" else [])],
                 f"parameter of {name}", where)
@@ -322,7 +335,7 @@ def _metric(label: str, entry: Any, explainers: list[str], context: str) -> Metr
     if direction not in DIRECTIONS:
         raise ValueError(f"{where}{name} does not say whether higher or lower scores are better (got "
                          f"{direction!r}): add direction: higher or direction: lower")
-    spec = MetricSpec(label, name, params, direction, tuple(only) if only is not None else None)
+    spec = MetricSpec(label, name, params, direction, tuple(only) if only is not None else None, own_samples)
     try:
         spec.build(seed=0)
     except (TypeError, ValueError) as err:
@@ -379,7 +392,8 @@ def load_config(path: str | Path, **overrides: Any) -> EvalConfig:
     explainers = tuple(_explainer(k, v, context) for k, v in explainer_entries.items())
     models = tuple(_model(k, v, path.parent, context, weights)
                    for k, v in _labels(raw["models"], "models", context).items())
-    metrics = tuple(_metric(k, v, list(explainer_entries), context)
+    samples = _positive_int(raw.get("samples", 1000), f"{context}samples")
+    metrics = tuple(_metric(k, v, list(explainer_entries), samples, context)
                     for k, v in _labels(raw["metrics"], "metrics", context).items())
     device = raw.get("device", "auto")
     if not isinstance(device, str):
@@ -389,7 +403,7 @@ def load_config(path: str | Path, **overrides: Any) -> EvalConfig:
         raise ValueError(f"{context}seed must be a non-negative integer, got {seed!r}")
     return EvalConfig(
         name=str(raw.get("name", path.stem)), dataset=dataset, models=models, explainers=explainers,
-        metrics=metrics, split=split, samples=_positive_int(raw.get("samples", 1000), f"{context}samples"),
+        metrics=metrics, split=split, samples=samples,
         label=label, seed=seed, batch_size=_positive_int(raw.get("batch_size", 32), f"{context}batch_size"),
         device=device, dataset_args=dataset_args, description=str(raw.get("description", "")), folder=path.parent,
     )

@@ -149,11 +149,12 @@ def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: P
              name: str) -> dict[str, Any]:
     config = header["config"]
     n_samples = len(header["indices"])
-    n_batches = math.ceil(n_samples / config["batch_size"])
     explainers = config["explainers"]
     models = {label: {**spec, "family": model_family(spec["model"])} for label, spec in config["models"].items()}
     cells = []
     for metric, spec in config["metrics"].items():
+        n_metric = min(spec.get("samples") or n_samples, n_samples)
+        n_batches = math.ceil(n_metric / config["batch_size"])
         for model, model_spec in models.items():
             paper_row = paper.row(metric, config["dataset"], config["label"], model_spec["family"]) if paper else {}
             paper_ranks = competition_ranks(paper_row, spec["direction"]) if len(paper_row) > 1 else {}
@@ -164,7 +165,7 @@ def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: P
                 batches = [units.get((model, explainer, metric, b)) for b in range(n_batches)]
                 method = explainer_spec["method"]
                 row.append({"metric": metric, "model": model, "explainer": explainer, "method": method,
-                            **_cell(batches, n_samples), "rank": None, "paper": paper_row.get(method),
+                            **_cell(batches, n_metric), "rank": None, "paper": paper_row.get(method),
                             "paper_rank": paper_ranks.get(method)})
             ranks = competition_ranks({c["explainer"]: c["mean"] for c in row if c["status"] == "ok" and c["n"]},
                                       spec["direction"])
@@ -173,8 +174,9 @@ def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: P
             cells += row
     metrics = []
     for metric, spec in config["metrics"].items():
-        params = {k: v for k, v in spec.items() if k not in ("metric", "direction", "explainers")}
+        params = {k: v for k, v in spec.items() if k not in ("metric", "direction", "explainers", "samples")}
         metrics.append({"label": metric, "metric": spec["metric"], "params": params, "direction": spec["direction"],
+                        "samples": spec["samples"] if spec.get("samples", n_samples) < n_samples else None,
                         "explainers": spec["explainers"], "paper": paper.reference(metric) if paper else None})
     sessions = _sessions(group)
     return {
@@ -219,10 +221,12 @@ def _cell_text(cell: dict[str, Any]) -> str:
 
 
 def metric_heading(metric: dict[str, Any]) -> str:
-    """``label: Class(params), higher/lower is better; paper Table N "title"``."""
+    """``label: Class(params), higher/lower is better[, first N samples]; paper Table N "title"``."""
     params = ", ".join(f"{k}={v!r}" for k, v in metric["params"].items())
     arrow = "↑" if metric["direction"] == "higher" else "↓"
     text = f"{metric['label']}: {metric['metric']}({params}), {metric['direction']} is better {arrow}"
+    if metric.get("samples"):
+        text += f", first {metric['samples']} samples"
     if metric["paper"]:
         text += f"; paper Table {metric['paper']['table']}, {metric['paper']['title']}"
     return text
@@ -330,7 +334,7 @@ def to_csv(board: dict[str, Any]) -> str:
             metric, model = metrics[cell["metric"]], setting["models"][cell["model"]]
             writer.writerow({
                 "setting": setting["name"], "dataset": setting["dataset"], "split": setting["split"],
-                "label": setting["label"] or "", "samples": setting["samples"], "metric": cell["metric"],
+                "label": setting["label"] or "", "samples": cell["n_expected"], "metric": cell["metric"],
                 "metric_class": metric["metric"], "direction": metric["direction"], "model": cell["model"],
                 "timm_model": model["model"], "family": model["family"] or "", "explainer": cell["explainer"],
                 "method": cell["method"], "paper_table": metric["paper"]["table"] if metric["paper"] else "",

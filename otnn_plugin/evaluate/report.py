@@ -16,13 +16,16 @@ __all__ = ["write_report"]
 def write_report(board: dict[str, Any], results: list[Results], out: str | Path) -> list[Path]:
     """Write the leaderboard of ``results`` (built as ``board``) into ``out``; returns the files written.
 
-    The explanation figure of a setting uses the ``examples.npz`` next to its first result file.
+    The explanation figure of a setting uses the ``examples.npz`` files next to its result files (a run split by
+    model has one per model; the first file wins where they overlap).
     """
     out = Path(out)
     figures: dict[str, bytes | None] = {}
-    folders = {r.config_hash: r.folder for r in reversed(results)}
     for setting in board["settings"]:
-        examples = load_examples(folders[setting["config_hash"]])
+        examples: dict = {}
+        for result in reversed(results):
+            if result.config_hash == setting["config_hash"]:
+                examples.update(load_examples(result.folder))
         figures[f"{setting['name']}/explanations"] = explanation_figure(setting, examples)
         for metric in setting["metrics"]:
             figures[f"{setting['name']}/{metric['label']}"] = metric_bars(setting, metric)

@@ -2,12 +2,14 @@
 
 For each model, each explainer explains one batch of samples once (``otnn_plugin.explain``, the Quantus
 ``explain_func``), and every metric scores that batch from the same attributions (``a_batch``); metrics that
-explain again around the inputs (Stability, Quantus's robustness metrics) get ``explain_func`` too. OTNNs are
+explain again around the inputs (Stability, Quantus's robustness metrics) get ``explain_func`` too; a metric with
+its own ``samples`` scores the first rows only. OTNNs are
 evaluated as ``export_vanilla(otnn)``: the same function with plain layers (checked on the first batch), at the
 cost of its unconstrained twin. Each (model, explainer, metric, batch) is one line of ``results.jsonl``, written
 as soon as it is done, so a killed run resumes at the next unit; every unit is seeded from the config's seed and
 its own name, so a resumed run gives the scores an uninterrupted one gives. A unit that raises is recorded as
-failed with its error, the rest of its cell is skipped, and the run goes on.
+failed with its error, the rest of its cell is skipped, and the run goes on. Runs restricted to some of the
+models (``models=``) write their own folders, which ``otnn leaderboard`` merges: one machine per model.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._environment import environment
+from .._names import unknown_name
 from .config import EvalConfig, MetricSpec, ModelSpec
 from .results import Results, append_record, load_examples, open_results, save_example
 
@@ -75,8 +78,8 @@ def seed_everything(seed: int) -> None:
 
 
 def _samples(config: EvalConfig, data_dir: str | Path | None) -> tuple[list[int], np.ndarray, np.ndarray, list[str]]:
-    """A seeded random subset of the split (rows in order), its targets (class, or the label's output) and the
-    target names."""
+    """A seeded random subset of the split in draw order (so its first rows are a random subset too), its targets
+    (class, or the label's output) and the target names."""
     from ..data import label_names, load_dataset, to_tensors
 
     dataset = load_dataset(config.dataset, config.split, data_dir, **config.dataset_args)
@@ -84,7 +87,7 @@ def _samples(config: EvalConfig, data_dir: str | Path | None) -> tuple[list[int]
         raise ValueError(f"samples: {config.samples} asked for, but the {config.split} split of {config.dataset} has "
                          f"{len(dataset)} rows")
     generator = torch.Generator().manual_seed(config.seed)
-    indices = torch.randperm(len(dataset), generator=generator)[:config.samples].sort().values.tolist()
+    indices = torch.randperm(len(dataset), generator=generator)[:config.samples].tolist()
     x, labels = to_tensors(dataset.select(indices))
     names = list(label_names(config.dataset, **config.dataset_args))
     if labels.ndim == 2:
@@ -133,17 +136,24 @@ def _checked_outputs(spec: ModelSpec, model: nn.Module, x: torch.Tensor, n_outpu
     return outputs
 
 
-def prepare(config: EvalConfig, data_dir: str | Path | None = None) -> Prepared:
-    """Load the samples and the models, check them, and export OTNNs; nothing is written."""
+def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list[str] | None = None) -> Prepared:
+    """Load the samples and the models (``models``: only these labels), check them, and export OTNNs; nothing is
+    written."""
     from ..lipschitz import is_otnn
     from ..models import export_vanilla
     from ..train.trainer import resolve_device
 
+    labels = [spec.label for spec in config.models]
+    for label in models or ():
+        if label not in labels:
+            raise unknown_name("model label", label, labels, f"{config.name}: ")
     device = resolve_device(config.device)
     indices, x, y, names = _samples(config, data_dir)
     first = torch.as_tensor(x[:config.batch_size], device=device)
-    models, differences = {}, {}
+    loaded, differences = {}, {}
     for spec in config.models:
+        if models and spec.label not in models:
+            continue
         model = _load_model(spec, config).to(device).eval()
         outputs = _checked_outputs(spec, model, first, len(names))
         if is_otnn(model):
@@ -154,8 +164,8 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None) -> Prepared:
                 raise ValueError(f"models.{spec.label}: export_vanilla changed the outputs by {difference:.2e}: "
                                  "the export is broken for this model")
             differences[spec.label] = difference
-        models[spec.label] = model
-    return Prepared(config, device, indices, x, y, names, models, differences)
+        loaded[spec.label] = model
+    return Prepared(config, device, indices, x, y, names, loaded, differences)
 
 
 def _per_sample(scores: Any, n: int) -> list[float | None]:
@@ -228,7 +238,8 @@ def run_evaluation(
     failed = set() if retry_failed else {u[:3] for u, r in results.units.items() if r["status"] == "failed"}
     batches = prepared.batches()
     plan = [(model, explainer.label, metric.label, b) for model in prepared.models for explainer in config.explainers
-            for metric in config.metrics if metric.applies_to(explainer.label) for b in range(len(batches))]
+            for metric in config.metrics if metric.applies_to(explainer.label)
+            for b, rows in enumerate(batches) if metric.rows(rows).stop > rows.start]
     skipped = sum(1 for unit in plan if unit in done or unit[:3] in failed)
     bar = tqdm(total=len(plan), initial=skipped, desc=config.name, unit="unit", disable=not progress,
                dynamic_ncols=True)
@@ -237,7 +248,7 @@ def run_evaluation(
         for explainer in config.explainers:
             seeded = "seed" in explainer_settings(explainer.method) and "seed" not in explainer.settings
             for b, rows in enumerate(batches):
-                todo = [m for m in config.metrics if m.applies_to(explainer.label)
+                todo = [m for m in config.metrics if m.applies_to(explainer.label) and m.rows(rows).stop > rows.start
                         and (model_label, explainer.label, m.label, b) not in done
                         and (model_label, explainer.label, m.label) not in failed]
                 if not todo:
@@ -262,8 +273,9 @@ def run_evaluation(
                 for metric in todo:
                     bar.set_postfix_str(metric.label)
                     began = time.perf_counter()
+                    n = metric.rows(rows).stop - rows.start
                     outcome = {"status": "failed", "error": explain_error} if explain_error else _score(
-                        metric, model, x, y, attributions, explain, explain_kwargs, prepared.device,
+                        metric, model, x[:n], y[:n], attributions[:n], explain, explain_kwargs, prepared.device,
                         unit_seed(config.seed, model_label, explainer.label, metric.label, b))
                     append_record(results, {
                         "event": "unit", "session": session, "model": model_label, "explainer": explainer.label,
@@ -274,8 +286,8 @@ def run_evaluation(
                     bar.update(1)
                     if outcome["status"] == "failed":  # the rest of the cell is skipped
                         failed.add((model_label, explainer.label, metric.label))
-                        bar.total -= sum(1 for later in range(b + 1, len(batches))
-                                         if (model_label, explainer.label, metric.label, later) not in done)
+                        bar.total -= sum(1 for unit in plan if unit[:3] == (model_label, explainer.label, metric.label)
+                                         and unit[3] > b and unit not in done)
     bar.close()
     failed_cells = sorted({unit[:3] for unit, record in results.units.items() if record["status"] == "failed"})
     return RunSummary(results, computed, skipped, failed_cells, time.time() - started)

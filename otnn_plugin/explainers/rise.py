@@ -5,6 +5,13 @@ kept with probability ``p``, upsampled bilinearly to ``(grid_size + 1) * cell`` 
 (``cell = ceil(side / grid_size)``), then cropped to the input size at a random shift in ``[0, cell)``. The
 saliency of pixel ``u`` is ``sum_i f(x * M_i) M_i(u) / (N p)``. The score ``f`` is the raw target output, as
 Xplique uses it for the paper; pass a forward function ending in a softmax for probabilities.
+
+With raw outputs, an image whose every masked version scores negative (a face far from the Mustache side of a
+multilabel head) gets a map that is negative everywhere, which Quantus's metrics reject. ``center=True`` subtracts
+the mean masked score first: ``sum_i (f(x * M_i) - mean_j f(x * M_j)) M_i(u) / (N p)``, an estimate of
+``E[f | M(u) = 1] - E[f]`` (how much keeping ``u`` raises the score) instead of ``E[f | M(u) = 1]``. Both estimate
+maps that differ by a constant, so they rank pixels alike as ``N`` grows; the centred one is also less noisy
+(the mean score is a control variate for the number of masks that keep each pixel).
 """
 from __future__ import annotations
 
@@ -81,8 +88,10 @@ class Rise(PerturbationAttribution):
         probability: float = 0.5,
         batch_size: int = 256,
         seed: int = 0,
+        center: bool = False,
     ) -> Tensor:
-        """Saliency shaped like ``inputs``: ``sum_i f(x * M_i) M_i / (N p)`` over ``n_masks`` seeded masks.
+        """Saliency shaped like ``inputs``: ``sum_i f(x * M_i) M_i / (N p)`` over ``n_masks`` seeded masks, with
+        ``f(x * M_i)`` less its mean over the masks when ``center`` (see the module docstring).
 
         Masks are drawn once (so results depend on ``seed``, not on ``batch_size``) and built on the inputs'
         device in chunks; each forward pass sees at most ``batch_size`` masked images (at least one mask).
@@ -97,6 +106,7 @@ class Rise(PerturbationAttribution):
         grids, shifts, cell = _draw_grids(n_masks, grid_size, probability, size, seed, inputs.device)
         masks_per_pass = max(1, batch_size // batch)
         saliency = inputs.new_zeros((batch, size[0] * size[1]))
+        score_sum, kept = inputs.new_zeros((batch, 1)), inputs.new_zeros((1, size[0] * size[1]))
         mode = explaining(self.forward_func) if isinstance(self.forward_func, nn.Module) else contextlib.nullcontext()
         with mode, torch.no_grad():
             for start in range(0, n_masks, masks_per_pass):
@@ -107,5 +117,9 @@ class Rise(PerturbationAttribution):
                 chunk_target = None if target is None else target.repeat_interleave(n)
                 scores = select_scores(self.forward_func(masked), chunk_target).view(batch, n)
                 saliency += scores @ masks.flatten(1)
+                score_sum += scores.sum(1, keepdim=True)
+                kept += masks.flatten(1).sum(0, keepdim=True)
+        if center:  # sum_i (s_i - mean s) M_i = sum_i s_i M_i - mean(s) sum_i M_i
+            saliency -= (score_sum / n_masks) * kept
         saliency = saliency / (n_masks * probability)
         return saliency.view(batch, 1, *size).expand_as(inputs).clone()

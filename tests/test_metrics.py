@@ -262,6 +262,24 @@ def test_robustness_sr_argmax_and_unreachable_fractions():
     assert RobustnessSr(steps=10, max_radius=8.0).radii(model, X, Y, a)[0, 0].item() == 8.0
 
 
+def test_robustness_sr_stops_the_searches_that_have_flipped():
+    """Searches that flip leave the batch: the model sees fewer rows than ``n_iterations`` full passes."""
+    rows = []
+
+    class Counting(Linear):
+        def forward(self, x):
+            rows.append(len(x))
+            return super().forward(x)
+
+    model, x = Counting(W), X - 0.5
+    metric = RobustnessSr(steps=4, max_radius=8.0, n_bisections=6, n_iterations=20)
+    radii = metric.radii(model, x, Y, A)[0].numpy()
+    norms = np.sqrt(np.cumsum(np.square([4.0, 3.0, 2.0, 1.0])))
+    assert np.all(radii >= 5 / norms - 1e-6) and np.all(radii <= 5 / norms + 8.0 / 2 ** 6)
+    full = 1 + 6 * (20 * 4 + 4)  # the prediction, then per bisection 20 steps and a last check of 4 searches
+    assert sum(rows) < 0.8 * full
+
+
 # --- Stability and ExplanationDistance ------------------------------------------------------------------------------
 
 def test_sample_ball_is_uniform_in_the_ball():

@@ -99,21 +99,31 @@ class RobustnessSr(TorchMetric):
     @torch.enable_grad()
     def _attack(self, net: Network, x: Tensor, mask: Tensor, target: Tensor, side: Tensor | None, radius: Tensor
                 ) -> Tensor:
-        """Projected gradient descent on the margin in the masked ball of ``radius``: True where the decision flips."""
+        """Projected gradient descent on the margin in the masked ball of ``radius``: True where the decision flips.
+
+        A search that has flipped is done: later steps only move the searches still running.
+        """
         view = (-1,) + (1,) * (x.ndim - 1)
-        step = (2.5 * radius / self.n_iterations).view(view)
+        steps = 2.5 * radius / self.n_iterations
         delta = torch.zeros_like(x)
         flipped = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        running = torch.arange(len(x), device=x.device)
         for _ in range(self.n_iterations):
-            delta.requires_grad_(True)
-            margins = _margin(net(x + delta), target, side)
-            (grad,) = torch.autograd.grad(margins.sum(), delta)
-            flipped |= margins.detach() < 0
-            grad = grad * mask
-            delta = delta.detach() - step * grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(view)
-            delta = delta * (radius / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0).view(view)
+            moving = delta[running].requires_grad_(True)
+            margins = _margin(net(x[running] + moving), target[running], None if side is None else side[running])
+            (grad,) = torch.autograd.grad(margins.sum(), moving)
+            now = margins.detach() < 0
+            flipped[running[now]] = True
+            running, moving, grad = running[~now], moving.detach()[~now], grad[~now] * mask[running[~now]]
+            if not len(running):
+                return flipped
+            moving = moving - steps[running].view(view) * grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(view)
+            scale = radius[running] / moving.flatten(1).norm(dim=1).clamp_min(1e-12)
+            delta[running] = moving * scale.clamp(max=1.0).view(view)
         with torch.no_grad():
-            return flipped | (_margin(net(x + delta), target, side) < 0)
+            side = None if side is None else side[running]
+            flipped[running] = _margin(net(x[running] + delta[running]), target[running], side) < 0
+        return flipped
 
 
 def _margin(outputs: Tensor, target: Tensor, side: Tensor | None) -> Tensor:

@@ -87,6 +87,8 @@ def test_scores_computed_by_hand():
     assert multi["mean_sensitivity"] == pytest.approx(0.75)
     # correct and |f| > 0.4: row0 (1.0, 2.0), row1 label1 no (0.3), row2 label1 no (0.1), row3 (1.0, 1.0) -> 4/8
     assert multi["certified_accuracy"]["0.4"] == pytest.approx(4 / 8)
+    with pytest.raises(ValueError, match="grad_norm_samples=0"):
+        evaluate(_Logits(), x, y, "multiclass", (1.0,), 8, 0, torch.device("cpu"))
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:

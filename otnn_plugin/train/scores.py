@@ -34,6 +34,9 @@ def _outputs(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.d
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, radii: tuple[float, ...],
              batch_size: int, grad_norm_samples: int, device: torch.device) -> dict:
     """Scores of ``model`` on ``(x, y)``; certified accuracies only for OTNNs."""
+    if grad_norm_samples < 1 or len(x) == 0:
+        raise ValueError(f"scores need samples: got {len(x)} samples and grad_norm_samples={grad_norm_samples} (the "
+                         "input-gradient norm is averaged over that many, at least 1)")
     with explaining(model):
         out = _outputs(model, x, batch_size, device)
         correct = correct_predictions(out, y, task)

@@ -240,6 +240,36 @@ def test_a_metric_with_its_own_samples_scores_only_the_first_rows(evaluated, tmp
         write_config(tmp_path, name="plain")).content_hash()
 
 
+def test_stability_metrics_sharing_a_seed_explain_their_neighbours_once(tmp_path, data_dir, monkeypatch):
+    stability = {"metric": "Stability", "nb_samples": 3, "seed": 5, "explainers": ["smoothgrad"]}
+    metrics = {"stability_l2": {**stability, "distance": "l2"},
+               "stability_spearman": {**stability, "distance": "spearman"}}
+    config = write_config(tmp_path, samples=4, models={"OTNN": TINY["models"]["OTNN"]},
+                          explainers={"smoothgrad": {"n_samples": 4}}, metrics=metrics)
+    calls = []
+
+    def counting_explain(model, inputs, targets, method, **kwargs):
+        calls.append(len(inputs))
+        return explain(model, inputs, targets, method, **kwargs)
+
+    monkeypatch.setattr("otnn_plugin.explainers.explain", counting_explain)
+    out = tmp_path / "out"
+    assert main(["evaluate", str(config), "--out", str(out), "--quiet", "--data-dir", str(data_dir),
+                 "--no-leaderboard"]) == 0
+    assert calls == [4, 4 * 3]  # the batch, then its 12 neighbours, once for both metrics
+    monkeypatch.undo()
+    prepared = prepare(load_config(config), data_dir)
+    model, x, y = prepared.models["OTNN"], prepared.x, prepared.y
+    kwargs = {"method": "smoothgrad", "n_samples": 4, "seed": runner.unit_seed(0, "OTNN", "smoothgrad", 0)}
+    a = explain(model, x, y, **kwargs)
+    units = read_results(out).units
+    for distance in ("l2", "spearman"):
+        expected = metric_class("Stability")(nb_samples=3, seed=5, distance=distance, disable_warnings=True)(
+            model=model, x_batch=x, y_batch=y, a_batch=a, explain_func=explain, explain_func_kwargs=kwargs)
+        recorded = units[("OTNN", "smoothgrad", f"stability_{distance}", 0)]["scores"]
+        np.testing.assert_allclose(recorded, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_a_metric_with_bad_samples_gives_one_line(tmp_path, capsys):
     metrics = copy.deepcopy(TINY["metrics"])
     metrics["deletion_zero"]["samples"] = 0

@@ -1,18 +1,20 @@
 """The side-by-side runner: every model x explainer x metric of a config, per sample, resumable.
 
 For each model, each explainer explains one batch of samples once (``otnn_plugin.explain``, the Quantus
-``explain_func``), and every metric scores that batch from the same attributions (``a_batch``); metrics that
-explain again around the inputs (Stability, Quantus's robustness metrics) get ``explain_func`` too; a metric with
-its own ``samples`` scores the first rows only. OTNNs are
-evaluated as ``export_vanilla(otnn)``: the same function with plain layers (checked on the first batch), at the
-cost of its unconstrained twin. Each (model, explainer, metric, batch) is one line of ``results.jsonl``, written
-as soon as it is done, so a killed run resumes at the next unit; every unit is seeded from the config's seed and
-its own name, so a resumed run gives the scores an uninterrupted one gives. A unit that raises is recorded as
-failed with its error, the rest of its cell is skipped, and the run goes on. Runs restricted to some of the
-models (``models=``) write their own folders, which ``otnn leaderboard`` merges: one machine per model.
+``explain_func``), and every metric scores that batch from the same attributions (``a_batch``); a metric with its
+own ``samples`` scores the first rows only. Metrics that explain again around the inputs (Stability, Quantus's
+robustness metrics) get ``explain_func`` too, which remembers what it explained within the batch: two Stability
+metrics given one ``seed`` draw the same neighbours and explain them once. OTNNs are evaluated as
+``export_vanilla(otnn)``: the same function with plain layers (checked on the first batch), at the cost of its
+unconstrained twin. Each (model, explainer, metric, batch) is one line of ``results.jsonl``, written as soon as it
+is done, so a killed run resumes at the next unit; every unit is seeded from the config's seed and its own name, so
+a resumed run gives the scores an uninterrupted one gives. A unit that raises is recorded as failed with its error,
+the rest of its cell is skipped, and the run goes on. Runs restricted to some of the models (``models=``) write
+their own folders, which ``otnn leaderboard`` merges: one machine per model.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -168,6 +170,25 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
     return Prepared(config, device, indices, x, y, names, loaded, differences)
 
 
+def _digest(value: Any) -> tuple:
+    array = np.ascontiguousarray(value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value))
+    return array.dtype.str, array.shape, hashlib.blake2b(array.tobytes(), digest_size=16).digest()
+
+
+class _RememberingExplain:
+    """``explain`` for one model, explainer and batch, remembering what it explained (by the bytes of the inputs
+    and targets and by the settings), so that metrics explaining the same points share the work."""
+
+    def __init__(self, explain: Callable[..., np.ndarray]):
+        self.explain, self.results = explain, {}
+
+    def __call__(self, model: nn.Module, inputs: Any, targets: Any, **settings) -> np.ndarray:
+        key = (_digest(inputs), _digest(targets), repr(sorted(settings.items())))
+        if key not in self.results:
+            self.results[key] = self.explain(model, inputs, targets, **settings)
+        return self.results[key].copy()
+
+
 def _per_sample(scores: Any, n: int) -> list[float | None]:
     """One float per sample (None where not finite) from a metric's return value."""
     if len(scores) != n:
@@ -270,12 +291,13 @@ def run_evaluation(
                     save_example(out, key, attributions[shown], {
                         "inputs": x[shown], "indices": np.asarray(prepared.indices[shown]), "targets": y[shown]})
                     examples_done.add(key)
+                remembering = _RememberingExplain(explain)
                 for metric in todo:
                     bar.set_postfix_str(metric.label)
                     began = time.perf_counter()
                     n = metric.rows(rows).stop - rows.start
                     outcome = {"status": "failed", "error": explain_error} if explain_error else _score(
-                        metric, model, x[:n], y[:n], attributions[:n], explain, explain_kwargs, prepared.device,
+                        metric, model, x[:n], y[:n], attributions[:n], remembering, explain_kwargs, prepared.device,
                         unit_seed(config.seed, model_label, explainer.label, metric.label, b))
                     append_record(results, {
                         "event": "unit", "session": session, "model": model_label, "explainer": explainer.label,

@@ -139,6 +139,24 @@ def test_leaderboard_statistics_and_ranks(evaluated):
     assert setting["config_hash"] == results.config_hash and setting["wall_seconds"] >= 0
 
 
+def test_an_unfinished_run_is_ranked_on_the_samples_every_cell_has_scored(evaluated, tmp_path):
+    _, out = evaluated
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    one_more = ("OTNN", "saliency", "deletion_zero")
+    kept = [r for r in lines if r["event"] != "unit" or r["batch"] == 0
+            or (r["model"], r["explainer"], r["metric"]) == one_more]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    (setting,) = build_leaderboard([read_results(tmp_path)])["settings"]
+    for cell in setting["cells"]:
+        row = [c for c in setting["cells"] if (c["model"], c["metric"]) == (cell["model"], cell["metric"])]
+        if (cell["model"], cell["metric"]) == one_more[::2]:  # one cell has scored 6 samples, the others 4
+            assert cell["rank"] is None
+            continue
+        assert cell["status"] == "incomplete" and cell["n"] == 4 and cell["n_expected"] == 6
+        direction = next(m["direction"] for m in setting["metrics"] if m["label"] == cell["metric"])
+        assert cell["rank"] == competition_ranks({c["explainer"]: c["mean"] for c in row}, direction)[cell["explainer"]]
+
+
 def test_examples_hold_every_model_and_explainer(evaluated):
     _, out = evaluated
     with np.load(out / "examples.npz") as examples:
@@ -179,9 +197,10 @@ def test_a_killed_run_resumes_without_recomputing_finished_units(evaluated, tmp_
     results = read_results(out)
     assert len(results.sessions) == 2
     assert sum(1 for r in results.units.values() if r["session"] == 1) == UNITS - 7
-    # The first 7 units were OTNN x saliency: 4 metrics on batch 0 (4 samples), 3 of 4 on batch 1 (2 samples).
-    # Only batch 1 is explained again, for its last metric.
-    assert [n for otnn, method, n in calls if otnn and method == "saliency"] == [2]
+    # The first 7 units were batch 0 (4 samples) of the OTNN's saliency (4 metrics) and smoothgrad (3 metrics).
+    # Its saliency is explained again on batch 1 only (2 samples), then around it for Stability (2 x 2 neighbours).
+    assert [n for otnn, method, n in calls if otnn and method == "saliency"] == [2, 4]
+    assert calls[0] == (True, "gradcam", 4)  # where it stopped: the OTNN's next explainer on batch 0
     assert unit_scores(out) == unit_scores(reference)  # resumed == uninterrupted, unit by unit
     assert (out / "results.jsonl").read_text().endswith("\n")
 

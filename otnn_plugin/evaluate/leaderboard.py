@@ -4,7 +4,8 @@
 one config (same content hash) are merged; different configs become separate settings. A cell (model x
 explainer x metric) is ``ok`` when every batch of samples was scored, ``failed`` when one raised, ``incomplete``
 while some batches are missing. Ranks follow the paper's "Saliency Rk" (Table 1): for one model and one metric, the
-explainers are ranked by mean score in the metric's direction, 1 = best, ties sharing the best rank. The paper's
+explainers are ranked by mean score in the metric's direction, 1 = best, ties sharing the best rank. Cells are
+ranked only while they have scored the same samples (an unfinished run goes batch by batch, so its cells do). The paper's
 values (``evaluations/paper_numbers.yaml``, Tables 1-4 and 10-12 of arXiv:2206.06854) are matched by dataset (and
 label), network family (``otnn`` / ``unconstrained``), metric label and explanation method.
 
@@ -120,6 +121,7 @@ def _cell(units: list[dict | None], n_expected: int) -> dict[str, Any]:
         "n": n,
         "n_expected": n_expected,
         "n_nonfinite": len(scores) - n,
+        "scored": len(scores),
         "mean": float(finite.mean()) if n else None,
         "se": float(finite.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
         "seconds": round(sum(u["seconds"] for u in present), 3),
@@ -167,7 +169,9 @@ def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: P
                 row.append({"metric": metric, "model": model, "explainer": explainer, "method": method,
                             **_cell(batches, n_metric), "rank": None, "paper": paper_row.get(method),
                             "paper_rank": paper_ranks.get(method)})
-            ranks = competition_ranks({c["explainer"]: c["mean"] for c in row if c["status"] == "ok" and c["n"]},
+            scored = [c for c in row if c["status"] in ("ok", "incomplete") and c["n"]]
+            same_samples = len({c["scored"] for c in scored}) == 1
+            ranks = competition_ranks({c["explainer"]: c["mean"] for c in scored} if same_samples else {},
                                       spec["direction"])
             for cell in row:
                 cell["rank"] = ranks.get(cell["explainer"])

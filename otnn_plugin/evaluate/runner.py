@@ -6,9 +6,10 @@ own ``samples`` scores the first rows only. Metrics that explain again around th
 robustness metrics) get ``explain_func`` too, which remembers what it explained within the batch: two Stability
 metrics given one ``seed`` draw the same neighbours and explain them once. OTNNs are evaluated as
 ``export_vanilla(otnn)``: the same function with plain layers (checked on the first batch), at the cost of its
-unconstrained twin. Each (model, explainer, metric, batch) is one line of ``results.jsonl``, written as soon as it
-is done, so a killed run resumes at the next unit; every unit is seeded from the config's seed and its own name, so
-a resumed run gives the scores an uninterrupted one gives. A unit that raises is recorded as failed with its error,
+unconstrained twin. Work goes batch by batch, and each (model, explainer, metric, batch) is one line of
+``results.jsonl``, written as soon as it is done: a killed run has scored the same first samples in every cell
+(the leaderboard ranks them), and resumes at the next unit; every unit is seeded from the config's seed and its
+own name, so a resumed run gives the scores an uninterrupted one gives. A unit that raises is recorded as failed with its error,
 the rest of its cell is skipped, and the run goes on. Runs restricted to some of the models (``models=``) write
 their own folders, which ``otnn leaderboard`` merges: one machine per model.
 """
@@ -265,16 +266,16 @@ def run_evaluation(
     bar = tqdm(total=len(plan), initial=skipped, desc=config.name, unit="unit", disable=not progress,
                dynamic_ncols=True)
     computed, examples_done = 0, set(load_examples(out))
-    for model_label, model in prepared.models.items():
-        for explainer in config.explainers:
-            seeded = "seed" in explainer_settings(explainer.method) and "seed" not in explainer.settings
-            for b, rows in enumerate(batches):
+    for b, rows in enumerate(batches):  # batch by batch, so a stopped run has scored the same samples everywhere
+        for model_label, model in prepared.models.items():
+            for explainer in config.explainers:
+                seeded = "seed" in explainer_settings(explainer.method) and "seed" not in explainer.settings
                 todo = [m for m in config.metrics if m.applies_to(explainer.label) and m.rows(rows).stop > rows.start
                         and (model_label, explainer.label, m.label, b) not in done
                         and (model_label, explainer.label, m.label) not in failed]
                 if not todo:
                     continue
-                bar.set_description(f"{config.name}: {model_label} {explainer.label}")
+                bar.set_description(f"{config.name} batch {b + 1}/{len(batches)}: {model_label} {explainer.label}")
                 x, y = prepared.x[rows], prepared.y[rows]
                 batch_seed = unit_seed(config.seed, model_label, explainer.label, b)
                 explain_kwargs = {**explainer.explain_kwargs(), **({"seed": batch_seed} if seeded else {})}

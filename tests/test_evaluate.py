@@ -456,11 +456,32 @@ def test_shipped_configs_validate(name):
         assert default_out(EVALUATIONS / f"{name}.yaml", 8, False) == EVALUATIONS / "results" / f"{name}-samples8"
 
 
-def test_celeba_config_explains_mustache_with_sign_decisions():
-    config = load_config(EVALUATIONS / "celeba_mustache.yaml")
-    assert config.dataset == "celeba" and config.label == "Mustache"
-    robustness = next(m for m in config.metrics if m.metric == "RobustnessSr")
-    assert robustness.params["decision"] == "sign"  # a multilabel head: flip the sign of f_Mustache
+def test_multilabel_samples_are_explained_for_their_own_side_of_the_label(tmp_path, data_dir):
+    """Each face is scored on -f_Mustache without a mustache and on f_Mustache with one (as a class, per sample)."""
+    from otnn_plugin.data import label_names, load_dataset, to_tensors
+
+    size = {"img_size": [109, 89]}
+    models = {"OTNN": {"model": "otnn_vgg_celeba_small", "weights": "random", "args": size},
+              "Unconstrained": {"model": "unconstrained_vgg_celeba_small", "weights": "random", "args": size}}
+    metrics = {"deletion_zero": {"metric": "Deletion", "baseline": "zero", "steps": 2},
+               "robustness_sr": {"metric": "RobustnessSr", "steps": 2, "n_iterations": 2, "n_bisections": 2}}
+    path = write_config(tmp_path, dataset="celeba", label="Mustache", samples=40, batch_size=20, models=models,
+                        explainers={"saliency": {}, "gradient_x_input": {}}, metrics=metrics)
+    prepared = prepare(load_config(path), data_dir)
+    _, labels = to_tensors(load_dataset("celeba", "test", data_dir).select(prepared.indices))
+    mustache = labels[:, list(label_names("celeba")).index("Mustache")]
+    assert prepared.target_names == ["no Mustache", "Mustache"]
+    assert prepared.y.tolist() == mustache.long().tolist() and 0 < prepared.y.sum() < len(prepared.y)
+    x = torch.as_tensor(prepared.x[:20])
+    for model in prepared.models.values():
+        with torch.no_grad():
+            sides, f = model(x), model.model(x)[:, list(label_names("celeba")).index("Mustache")]
+        assert torch.equal(sides, torch.stack([-f, f], dim=1))
+        assert explain(model, x, prepared.y[:20], method="gradcam").shape == x.shape  # found from feature_info
+    summary = runner.run_evaluation(prepared, tmp_path / "out", progress=False)
+    assert summary.failed_cells == [] and summary.computed == 2 * 2 * 2 * 2  # models x explainers x metrics x batches
+    header = read_results(tmp_path / "out").header
+    assert header["targets"] == prepared.y.tolist() and header["target_names"] == ["no Mustache", "Mustache"]
 
 
 def test_paper_numbers_reproduce_the_printed_saliency_ranks():

@@ -5,7 +5,7 @@ A config is a YAML mapping::
     dataset: fashion_mnist          # otnn_plugin.data.list_datasets()
     split: test
     samples: 64                     # a seeded random subset of the split, in draw order
-    label: Mustache                 # multilabel data only: the output to explain
+    label: Mustache                 # multilabel data only: each sample is explained for its side of it
     seed: 0
     batch_size: 32                  # samples per explanation and metric call
     device: auto                    # auto (CUDA when present), cpu, cuda, cuda:N

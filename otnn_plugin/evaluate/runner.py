@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from .._environment import environment
 from .._names import unknown_name
 from .config import EvalConfig, MetricSpec, ModelSpec
+from .label_sides import LabelSides, side_names
 from .results import Results, append_record, load_examples, open_results, save_example
 
 __all__ = ["Prepared", "RunSummary", "prepare", "run_evaluation"]
@@ -82,7 +83,8 @@ def seed_everything(seed: int) -> None:
 
 def _samples(config: EvalConfig, data_dir: str | Path | None) -> tuple[list[int], np.ndarray, np.ndarray, list[str]]:
     """A seeded random subset of the split in draw order (so its first rows are a random subset too), its targets
-    (class, or the label's output) and the target names."""
+    and the names of the dataset's outputs. Targets: each sample's class, or for multilabel data its side of
+    ``config.label`` (0: without, 1: with; see :class:`LabelSides`)."""
     from ..data import label_names, load_dataset, to_tensors
 
     dataset = load_dataset(config.dataset, config.split, data_dir, **config.dataset_args)
@@ -97,7 +99,7 @@ def _samples(config: EvalConfig, data_dir: str | Path | None) -> tuple[list[int]
         if config.label is None:
             raise ValueError(f"{config.dataset} is multilabel: set label: to the output to explain "
                              f"(one of {', '.join(names)})")
-        y = np.full(len(indices), names.index(config.label), dtype=np.int64)
+        y = (labels[:, names.index(config.label)] > 0.5).numpy().astype(np.int64)
     else:
         if config.label is not None:
             raise ValueError(f"{config.dataset} has one class per sample, explained for its own class: "
@@ -140,8 +142,8 @@ def _checked_outputs(spec: ModelSpec, model: nn.Module, x: torch.Tensor, n_outpu
 
 
 def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list[str] | None = None) -> Prepared:
-    """Load the samples and the models (``models``: only these labels), check them, and export OTNNs; nothing is
-    written."""
+    """Load the samples and the models (``models``: only these labels), check them, and export OTNNs (for multilabel
+    data, as :class:`LabelSides` of ``config.label``); nothing is written."""
     from ..lipschitz import is_otnn
     from ..models import export_vanilla
     from ..train.trainer import resolve_device
@@ -167,8 +169,9 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
                 raise ValueError(f"models.{spec.label}: export_vanilla changed the outputs by {difference:.2e}: "
                                  "the export is broken for this model")
             differences[spec.label] = difference
-        loaded[spec.label] = model
-    return Prepared(config, device, indices, x, y, names, loaded, differences)
+        loaded[spec.label] = model if config.label is None else LabelSides(model, names.index(config.label))
+    target_names = names if config.label is None else side_names(config.label)
+    return Prepared(config, device, indices, x, y, target_names, loaded, differences)
 
 
 def _digest(value: Any) -> tuple:

@@ -464,7 +464,8 @@ def test_multilabel_samples_are_explained_for_their_own_side_of_the_label(tmp_pa
     models = {"OTNN": {"model": "otnn_vgg_celeba_small", "weights": "random", "args": size},
               "Unconstrained": {"model": "unconstrained_vgg_celeba_small", "weights": "random", "args": size}}
     metrics = {"deletion_zero": {"metric": "Deletion", "baseline": "zero", "steps": 2},
-               "robustness_sr": {"metric": "RobustnessSr", "steps": 2, "n_iterations": 2, "n_bisections": 2}}
+               "robustness_sr": {"metric": "RobustnessSr", "steps": 2, "n_iterations": 2, "n_bisections": 2},
+               "faithfulness": {"metric": "quantus.FaithfulnessCorrelation", "nr_runs": 2, "subset_size": 100}}
     path = write_config(tmp_path, dataset="celeba", label="Mustache", samples=40, batch_size=20, models=models,
                         explainers={"saliency": {}, "gradient_x_input": {}}, metrics=metrics)
     prepared = prepare(load_config(path), data_dir)
@@ -476,10 +477,10 @@ def test_multilabel_samples_are_explained_for_their_own_side_of_the_label(tmp_pa
     for model in prepared.models.values():
         with torch.no_grad():
             sides, f = model(x), model.model(x)[:, list(label_names("celeba")).index("Mustache")]
-        assert torch.equal(sides, torch.stack([-f, f], dim=1))
+        assert torch.equal(sides, torch.stack([-f, f], dim=1)) and not model.training
         assert explain(model, x, prepared.y[:20], method="gradcam").shape == x.shape  # found from feature_info
     summary = runner.run_evaluation(prepared, tmp_path / "out", progress=False)
-    assert summary.failed_cells == [] and summary.computed == 2 * 2 * 2 * 2  # models x explainers x metrics x batches
+    assert summary.failed_cells == [] and summary.computed == 2 * 2 * 3 * 2  # models x explainers x metrics x batches
     header = read_results(tmp_path / "out").header
     assert header["targets"] == prepared.y.tolist() and header["target_names"] == ["no Mustache", "Mustache"]
 

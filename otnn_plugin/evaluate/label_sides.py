@@ -21,11 +21,13 @@ def side_names(label: str) -> list[str]:
 
 
 class LabelSides(nn.Module):
-    """``model``'s output ``index`` as the two columns ``(-f, f)``; timm's ``feature_info`` is kept (for Grad-CAM)."""
+    """``model``'s output ``index`` as the two columns ``(-f, f)``, in ``model``'s mode; timm's ``feature_info`` is
+    kept (for Grad-CAM)."""
 
     def __init__(self, model: nn.Module, index: int):
         super().__init__()
         self.model, self.index = model, index
+        self.training = model.training  # Quantus refuses a model in training mode
         feature_info = getattr(model, "feature_info", None)
         if feature_info:
             self.feature_info = [{**info, "module": f"model.{info['module']}"} for info in feature_info]

@@ -214,13 +214,15 @@ def test_results_of_another_config_are_not_mixed(evaluated, tmp_path, data_dir, 
     assert "holds results of another config" in capsys.readouterr().err
 
 
-def test_results_of_other_samples_are_not_mixed(evaluated, tmp_path, data_dir, capsys):
+@pytest.mark.parametrize("key", ["indices", "targets"])
+def test_results_of_other_samples_are_not_mixed(evaluated, tmp_path, data_dir, capsys, key):
     config, out = evaluated
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     lines = (copy / "results.jsonl").read_text().split("\n")
     header = json.loads(lines[0])
-    header["indices"] = sorted(header["indices"])[::-1]  # as if drawn in another order
+    header[key] = header[key][::-1]  # as if drawn in another order, or labelled another way
+    assert header[key] != json.loads(lines[0])[key]
     (copy / "results.jsonl").write_text("\n".join([json.dumps(header), *lines[1:]]))
     assert main(["evaluate", str(config), "--out", str(copy), "--quiet", "--data-dir", str(data_dir)]) == 2
     assert "on other samples" in capsys.readouterr().err
@@ -470,13 +472,14 @@ def test_multilabel_samples_are_explained_for_their_own_side_of_the_label(tmp_pa
                         explainers={"saliency": {}, "gradient_x_input": {}}, metrics=metrics)
     prepared = prepare(load_config(path), data_dir)
     _, labels = to_tensors(load_dataset("celeba", "test", data_dir).select(prepared.indices))
-    mustache = labels[:, list(label_names("celeba")).index("Mustache")]
+    column = list(label_names("celeba")).index("Mustache")
+    mustache = labels[:, column]
     assert prepared.target_names == ["no Mustache", "Mustache"]
     assert prepared.y.tolist() == mustache.long().tolist() and 0 < prepared.y.sum() < len(prepared.y)
     x = torch.as_tensor(prepared.x[:20])
     for model in prepared.models.values():
         with torch.no_grad():
-            sides, f = model(x), model.model(x)[:, list(label_names("celeba")).index("Mustache")]
+            sides, f = model(x), model.model(x)[:, column]
         assert torch.equal(sides, torch.stack([-f, f], dim=1)) and not model.training
         assert explain(model, x, prepared.y[:20], method="gradcam").shape == x.shape  # found from feature_info
     summary = runner.run_evaluation(prepared, tmp_path / "out", progress=False)

@@ -102,9 +102,9 @@ def open_results(folder: Path, header: dict[str, Any]) -> Results:
             f"{path} holds results of another config (hash {results.config_hash}, this one {header['config_hash']}): "
             "pass another --out, or delete that folder to start over"
         )
-    if results.header["indices"] != header["indices"]:
-        raise ValueError(f"{path} holds results of the same config on other samples (drawn by another otnn-plugin "
-                         "version): pass another --out, or delete that folder to start over")
+    if any(results.header[key] != header[key] for key in ("indices", "targets")):
+        raise ValueError(f"{path} holds results of the same config on other samples or targets (drawn by another "
+                         "otnn-plugin version): pass another --out, or delete that folder to start over")
     size = path.stat().st_size
     complete = path.read_bytes().rfind(b"\n") + 1
     if complete < size:  # a line cut by a kill: drop it before appending

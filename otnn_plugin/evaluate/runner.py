@@ -155,6 +155,7 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
     device = resolve_device(config.device)
     indices, x, y, names = _samples(config, data_dir)
     first = torch.as_tensor(x[:config.batch_size], device=device)
+    side_of = None if config.label is None else names.index(config.label)
     loaded, differences = {}, {}
     for spec in config.models:
         if models and spec.label not in models:
@@ -169,8 +170,8 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
                 raise ValueError(f"models.{spec.label}: export_vanilla changed the outputs by {difference:.2e}: "
                                  "the export is broken for this model")
             differences[spec.label] = difference
-        loaded[spec.label] = model if config.label is None else LabelSides(model, names.index(config.label))
-    target_names = names if config.label is None else side_names(config.label)
+        loaded[spec.label] = model if side_of is None else LabelSides(model, side_of)
+    target_names = names if side_of is None else side_names(config.label)
     return Prepared(config, device, indices, x, y, target_names, loaded, differences)
 
 

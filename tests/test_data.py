@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -223,11 +224,19 @@ def test_tiny_celeba_split_labels_and_rebuild_on_change(tiny_celeba, tmp_path):
     assert len(train) == 4 and len(test) == 1  # round(5 * 0.2) = 1 test row, the last one
     assert train["labels"][:] == [[int((i + k) % 3 == 0) for k in (0, 2)] for i in range(4)]
     assert test["image_id"][:] == ["000005.jpg"]
-    caches = set((tmp_path / "default-cache").iterdir())
+    cache = tmp_path / "default-cache"
+    other_source = tiny_celeba / "list_attr_celeba_000001-000005.txt"
+    shutil.copy(tiny_celeba / "list_attr_celeba.txt", other_source)
+    load_dataset("celeba", "test", tmp_path, attr_file=other_source.name)
+    caches = set(cache.iterdir())
+    assert len(caches) == 2  # one per attribute file
     rows = {f"{i + 1:06d}.jpg": [1] * 40 for i in range(5)}
     write_attributes(tiny_celeba / "list_attr_celeba.txt", rows)  # the source changes: a new cache is built
     assert load_dataset("celeba", "test", tmp_path)["labels"][:] == [[1] * 22]
-    assert len(set((tmp_path / "default-cache").iterdir()) - caches) == 1
+    now = set(cache.iterdir())
+    assert len(now - caches) == 1 and len(now) == 2, "the edited file's old cache is removed, the other file's kept"
+    assert load_dataset("celeba", "test", tmp_path, attr_file=other_source.name)["labels"][:] != [[1] * 22]
+    assert set(cache.iterdir()) == now, "the other attribute file's cache was reused"
 
 
 def test_truncated_attribute_file_is_passed_over_when_a_complete_one_exists(tiny_celeba, tmp_path):

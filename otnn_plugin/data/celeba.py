@@ -143,7 +143,7 @@ def _local(folder: Path, attr_file: str | None, image_dir: str | None, cache_dir
         columns = {"image": _decode_images(paths), "image_id": names, "attributes": attributes}
         return build_dataset(columns, {"image_id": Value("string")}, fingerprint=key)
 
-    return sources.cached(f"celeba-{images.name}", key, build, cache_dir)
+    return sources.cached(f"celeba-{images.name}", [attr_path, images], key, build, cache_dir)
 
 
 def _split_rows(dataset: Dataset, split: str) -> Dataset:

@@ -78,7 +78,7 @@ def load(split: str, data_dir=None, cache_dir=None) -> Dataset:
         return hub.map(_hub_to_arrays, batched=True, features=FEATURES)
     paths = [_idx_path(folder, "images", 3, split), _idx_path(folder, "labels", 1, split)]
     key = sources.file_identity(paths)
-    return sources.cached(f"fashion_mnist-{split}", key, lambda: _read_split(*paths), cache_dir)
+    return sources.cached(f"fashion_mnist-{split}", paths, key, lambda: _read_split(*paths), cache_dir)
 
 
 def label_names() -> tuple[str, ...]:

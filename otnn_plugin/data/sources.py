@@ -1,7 +1,8 @@
 """Where a dataset comes from: an explicit ``data_dir``, else ``$OTNN_DATA_DIR``, else the Hugging Face hub.
 
 Local files are turned into Arrow once and cached under ``$OTNN_CACHE_DIR`` (default ``~/.cache/otnn_plugin``),
-keyed by the path, size and modification time of every source file, so that an edited file rebuilds its cache.
+keyed by the path, size and modification time of every source file, so that an edited file rebuilds its cache and
+the cache of its previous version is removed.
 The hub path is ``datasets.load_dataset``, which keeps its own cache and honours ``HF_DATASETS_OFFLINE`` /
 ``HF_HUB_OFFLINE``.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -50,14 +52,20 @@ def file_identity(paths: Iterable[Path], text: str = "") -> str:
     return digest.hexdigest()
 
 
-def cached(tag: str, key: str, build: Callable[[], datasets.Dataset], cache_dir=None) -> datasets.Dataset:
-    """The dataset cached as ``<cache root>/<tag>-<key>``, built by ``build()`` and saved there first if absent.
+def cached(
+    tag: str, source: Iterable[Path], key: str, build: Callable[[], datasets.Dataset], cache_dir=None
+) -> datasets.Dataset:
+    """The dataset cached as ``<cache root>/<tag>-<source>-<key>``, built by ``build()`` and saved there first if
+    absent. ``source`` is the files or folders the data comes from; ``key`` their :func:`file_identity`.
 
     The build is saved to a temporary folder and renamed into place, so that an interrupted build or two processes
-    building at once never leave a half-written cache.
+    building at once never leave a half-written cache. Caches of the same tag and source with another key were built
+    from earlier versions of the files: they are removed once the new one is in place.
     """
     root = cache_root(cache_dir)
-    path = root / f"{tag}-{key[:20]}"
+    origin = hashlib.sha256("\0".join(os.path.abspath(p) for p in source).encode()).hexdigest()[:8]
+    prefix = f"{tag}-{origin}-"
+    path = root / f"{prefix}{key[:20]}"
     if not (path / "state.json").is_file():
         root.mkdir(parents=True, exist_ok=True)
         staging = root / f".{path.name}.{uuid.uuid4().hex}.tmp"
@@ -69,6 +77,10 @@ def cached(tag: str, key: str, build: Callable[[], datasets.Dataset], cache_dir=
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        stale = re.compile(re.escape(prefix) + "[0-9a-f]{20}")
+        for old in root.iterdir():
+            if old != path and stale.fullmatch(old.name):
+                shutil.rmtree(old, ignore_errors=True)
     return datasets.load_from_disk(str(path))
 
 

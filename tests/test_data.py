@@ -31,14 +31,9 @@ def _no_env_sources(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("otnn-cache")
-
-
-@pytest.fixture(scope="module")
-def celeba_splits(data_dir, shared_cache) -> dict[str, datasets.Dataset]:
+def celeba_splits(data_dir, dataset_cache) -> dict[str, datasets.Dataset]:
     """Both splits of the shared CelebA subset; the Arrow cache is built once for the whole module."""
-    return {split: load_dataset("celeba", split, data_dir, cache_dir=shared_cache) for split in ("train", "test")}
+    return {split: load_dataset("celeba", split, data_dir, cache_dir=dataset_cache) for split in ("train", "test")}
 
 
 def attribute_rows(data_dir: Path) -> dict[str, list[int]]:
@@ -80,10 +75,10 @@ def raw_idx(path: Path) -> bytes:
     return gzip.decompress(path.read_bytes())
 
 
-def test_fashion_mnist_local_rows_labels_and_pixels(data_dir, shared_cache):
+def test_fashion_mnist_local_rows_labels_and_pixels(data_dir, dataset_cache):
     folder = data_dir / "fashion-mnist"
-    train = load_dataset("fashion_mnist", "train", data_dir, cache_dir=shared_cache)
-    test = load_dataset("fashion_mnist", "test", folder, cache_dir=shared_cache)  # the dataset folder itself
+    train = load_dataset("fashion_mnist", "train", data_dir, cache_dir=dataset_cache)
+    test = load_dataset("fashion_mnist", "test", folder, cache_dir=dataset_cache)  # the dataset folder itself
     assert (len(train), len(test)) == (60_000, 10_000)
     assert train.features["label"].names == list(FASHION_MNIST_CLASSES)
     assert train.features["image"] == datasets.Array2D((28, 28), "uint8")
@@ -173,8 +168,8 @@ def test_celeba_first_row_decodes_with_its_attributes(celeba_splits, data_dir):
                         "Wearing_Earrings", "Wearing_Lipstick", "Young"}  # CelebA's row 000001.jpg
 
 
-def test_celeba_all_40_attributes_and_tensors(data_dir, shared_cache, celeba_splits):
-    test = load_dataset("celeba", "test", data_dir, attributes="all", cache_dir=shared_cache)
+def test_celeba_all_40_attributes_and_tensors(data_dir, dataset_cache, celeba_splits):
+    test = load_dataset("celeba", "test", data_dir, attributes="all", cache_dir=dataset_cache)
     x, y = to_tensors(test)
     assert x.shape == (2_000, 3, 109, 89) and x.dtype == torch.float32 and y.shape == (2_000, 40)
     rows = attribute_rows(data_dir)
@@ -185,12 +180,12 @@ def test_celeba_all_40_attributes_and_tensors(data_dir, shared_cache, celeba_spl
     assert torch.equal(label_rates(test).float(), expected.double().mean(0).float())
 
 
-def test_celeba_cache_is_reused(data_dir, shared_cache, celeba_splits, monkeypatch):
+def test_celeba_cache_is_reused(data_dir, dataset_cache, celeba_splits, monkeypatch):
     def no_decoding(paths):
         raise AssertionError("the Arrow cache should have been used")
 
     monkeypatch.setattr(celeba, "_decode_images", no_decoding)
-    assert len(load_dataset("celeba", "train", data_dir, cache_dir=shared_cache)) == 8_000
+    assert len(load_dataset("celeba", "train", data_dir, cache_dir=dataset_cache)) == 8_000
 
 
 # ---------------------------------------------------------------- CelebA: tiny synthetic folders, corrupt files
@@ -429,8 +424,8 @@ def otnn(monkeypatch):
     return cli.main
 
 
-def test_cli_stats_prints_rows_and_positive_rates(otnn, capsys, data_dir, shared_cache, celeba_splits, monkeypatch):
-    monkeypatch.setenv("OTNN_CACHE_DIR", str(shared_cache))
+def test_cli_stats_prints_rows_and_positive_rates(otnn, capsys, data_dir, dataset_cache, celeba_splits, monkeypatch):
+    monkeypatch.setenv("OTNN_CACHE_DIR", str(dataset_cache))
     assert otnn(["data", "stats", "celeba", "--data-dir", str(data_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "celeba: train 8,000 rows, test 2,000 rows" and len(lines) == 2 + 22

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -25,18 +26,14 @@ def data_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def dataset_cache(tmp_path_factory) -> Path:
-    """The Arrow cache of every test in the session, built once (about 10 s for CelebA)."""
-    return tmp_path_factory.mktemp("otnn-cache")
-
-
 @pytest.fixture(scope="session", autouse=True)
-def _private_dataset_cache(dataset_cache):
-    """No test writes to the user's ``~/.cache``: a run from a fresh clone would leave 0.7 GB there each time."""
+def dataset_cache(tmp_path_factory) -> Iterator[Path]:
+    """``$OTNN_CACHE_DIR`` for the whole session, so that the Arrow caches are built once (about 10 s for CelebA)
+    and no test writes to the user's ``~/.cache``: a run from a fresh clone would leave 0.7 GB there each time."""
+    path = tmp_path_factory.mktemp("otnn-cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OTNN_CACHE_DIR", str(dataset_cache))
-        yield
+        patch.setenv("OTNN_CACHE_DIR", str(path))
+        yield path
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 
+from .orthogonal import OrthogonalConv2d
+
 __all__ = [
     "GroupSort2",
     "group_sort2",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 #: Layer types whose presence marks a network as built from 1-Lipschitz blocks.
-LIPSCHITZ_LAYERS = (SpectralConv2d, SpectralLinear)
+LIPSCHITZ_LAYERS = (SpectralConv2d, SpectralLinear, OrthogonalConv2d)
 
 #: The integer type of each float type's width: gradients are routed by moving their bits, never their values.
 _BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .layers import LIPSCHITZ_LAYERS
+from .orthogonal import OrthogonalConv2d
 
 __all__ = ["is_otnn", "explaining", "layer_operator_norms", "input_gradient_norms", "lipschitz_report"]
 
@@ -59,7 +60,7 @@ def layer_operator_norms(model: nn.Module, input_shape: tuple[int, ...], n_iter:
     forward pass; the bias is left out (it does not change the Lipschitz constant).
     """
     shapes: dict[str, tuple[int, ...]] = {}
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, OrthogonalConv2d, nn.Linear))}
 
     def record_shape(name: str):
         def hook(module: nn.Module, args: tuple) -> None:
@@ -78,7 +79,7 @@ def layer_operator_norms(model: nn.Module, input_shape: tuple[int, ...], n_iter:
         generator = torch.Generator(device="cpu").manual_seed(0)
         for name, layer in layers.items():
             weight = layer.weight.detach()
-            if isinstance(layer, nn.Conv2d):
+            if isinstance(layer, (nn.Conv2d, OrthogonalConv2d)):
                 def op(x, layer=layer, weight=weight):
                     return layer._conv_forward(x, weight, None)
             else:

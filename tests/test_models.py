@@ -13,6 +13,7 @@ from torch import nn
 import otnn_plugin
 from otnn_plugin.layers import GroupSort2, SpectralConv2d, SpectralLinear, group_sort2
 from otnn_plugin.models import VGGNet
+from otnn_plugin.orthogonal import OrthogonalConv2d
 from otnn_plugin.lipschitz import explaining, input_gradient_norms, is_otnn, layer_operator_norms
 
 from .conftest import train_a_little
@@ -21,6 +22,9 @@ PAIRS = ["vgg_fashionmnist", "vgg_fashionmnist_small", "vgg_celeba", "vgg_celeba
 #: Small inputs keep the suite fast; the Lipschitz property does not depend on the input size.
 TEST_KWARGS = {"vgg_celeba": dict(img_size=(64, 48)), "vgg_celeba_small": dict(img_size=(64, 48))}
 TOL = 1e-3
+#: (pair, model arguments): every VGG pair with the default orthogonal convolutions and with the paper's spectral ones.
+VARIANTS = [(p, {}) for p in PAIRS] + [(p, {"conv": "spectral"}) for p in PAIRS if p.startswith("vgg")]
+CONVS = (nn.Conv2d, OrthogonalConv2d)
 
 
 def build(name: str, **kwargs) -> nn.Module:
@@ -42,37 +46,42 @@ def test_list_models_and_pretrained_cfg():
         assert cfg["license"] in ("mit", "other")
         assert len(cfg["mean"]) == len(cfg["std"]) == cfg["input_size"][0]
     celeba = build("otnn_vgg_celeba").pretrained_cfg
-    assert celeba["input_size"] == (3, 218, 178) and celeba["num_classes"] == 22
+    assert celeba["input_size"] == (3, 109, 89) and celeba["num_classes"] == 22
     assert celeba["label_names"][12] == "Mustache" and "non-commercial" in celeba["notes"][0]
     fashion = timm.create_model("otnn_vgg_fashionmnist").pretrained_cfg
     assert fashion["input_size"] == (1, 28, 28) and fashion["num_classes"] == 10
 
 
-def test_layer_sizes_follow_the_paper_tables():
-    fashion = timm.create_model("otnn_vgg_fashionmnist")
-    convs = [m for m in fashion.modules() if isinstance(m, nn.Conv2d)]
+@pytest.mark.parametrize("conv, stride_kernel", [("spectral", 3), ("bcop", 2)])
+def test_layer_sizes_follow_the_paper_tables(conv, stride_kernel):
+    fashion = timm.create_model("otnn_vgg_fashionmnist", conv=conv)
+    convs = [m for m in fashion.modules() if isinstance(m, CONVS)]
     assert [c.out_channels for c in convs] == [96] * 4 + [192] * 4 + [384] * 3
     assert [c.stride[0] for c in convs] == [1, 1, 1, 2, 1, 1, 1, 2, 1, 1, 1]
+    assert [c.kernel_size[0] for c in convs if c.stride[0] == 2] == [stride_kernel] * 2
     assert fashion.forward_features(torch.rand(1, 1, 28, 28)).shape == (1, 384, 7, 7)
-    celeba = timm.create_model("otnn_vgg_celeba")  # paper input 218x178
+    celeba = timm.create_model("otnn_vgg_celeba", conv=conv, img_size=(218, 178))  # paper input 218x178
     assert celeba.num_features == 128 * 6 * 5  # Table 6: 6x5x128 before the dense layers
-    half = timm.create_model("unconstrained_vgg_celeba", img_size=(109, 89))
+    half = timm.create_model("unconstrained_vgg_celeba")  # the shipped weights' 109x89
     assert half.num_features == 128 * 3 * 2
     assert half(torch.rand(2, 3, 109, 89)).shape == (2, 22)
     assert [m.out_features for m in half.modules() if isinstance(m, nn.Linear)] == [256, 256, 22]
 
 
-@pytest.mark.parametrize("pair", PAIRS)
-def test_twins_have_the_same_layer_sizes(pair):
-    otnn, twin = build(f"otnn_{pair}"), build(f"unconstrained_{pair}")
-    shapes = lambda m: [tuple(x.weight.shape) for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]
-    assert shapes(otnn) == shapes(twin)
+@pytest.mark.parametrize("pair, kwargs", VARIANTS)
+def test_twins_have_the_same_layer_sizes(pair, kwargs):
+    otnn, twin = build(f"otnn_{pair}", **kwargs), build(f"unconstrained_{pair}")
+    widths = lambda m: [tuple(x.weight.shape[:2]) for x in m.modules() if isinstance(x, (*CONVS, nn.Linear))]
+    assert widths(otnn) == widths(twin)
+    if kwargs.get("conv") == "spectral":  # the paper's layers: same kernels too
+        shapes = lambda m: [tuple(x.weight.shape) for x in m.modules() if isinstance(x, (*CONVS, nn.Linear))]
+        assert shapes(otnn) == shapes(twin)
     assert is_otnn(otnn) and not is_otnn(twin)
 
 
-@pytest.mark.parametrize("pair", PAIRS)
-def test_otnn_is_1_lipschitz(pair):
-    model = build(f"otnn_{pair}")
+@pytest.mark.parametrize("pair, kwargs", VARIANTS)
+def test_otnn_is_1_lipschitz(pair, kwargs):
+    model = build(f"otnn_{pair}", **kwargs)
     shape = sample_shape(model)
     train_a_little(model, shape)
     inputs = torch.rand(4, *shape)
@@ -115,15 +124,15 @@ def test_group_sort2_matches_torchlip_forward_and_backward():
         group_sort2(torch.randn(2, 3))
 
 
-@pytest.mark.parametrize("pair", PAIRS)
-def test_export_vanilla_equals_the_otnn(pair):
-    model = build(f"otnn_{pair}")
+@pytest.mark.parametrize("pair, kwargs", VARIANTS)
+def test_export_vanilla_equals_the_otnn(pair, kwargs):
+    model = build(f"otnn_{pair}", **kwargs)
     shape = sample_shape(model)
     train_a_little(model, shape)
     model.train()
     exported = otnn_plugin.export_vanilla(model)
     assert model.training, "export must not change the mode of the model it copies"
-    assert not any(isinstance(m, (SpectralConv2d, SpectralLinear)) for m in exported.modules())
+    assert not any(isinstance(m, (SpectralConv2d, SpectralLinear, OrthogonalConv2d)) for m in exported.modules())
     assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in exported.modules())
     assert is_otnn(exported)
     inputs = torch.rand(4, *shape)

@@ -4,12 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+
+import yaml
 from pathlib import Path
 
 from ..hub import registry_dir, save_to_registry
 from ..train import list_recipes, load_recipe, prepare, train
 from ..train.card import model_card
 from ..train.precision import PRECISIONS
+from ..train.scores import test_diagnostics
 from ..train.trainer import LOG
 
 
@@ -30,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="power-iteration steps per training forward in each spectral layer (OTNNs)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="fp32, or bf16 autocast (refused for OTNNs whose 1-Lipschitz bound it breaks)")
+    parser.add_argument("--loss-arg", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                        help="override one loss argument of the recipe (repeatable), e.g. --loss-arg lam=10")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                        help="override one model argument of the recipe (repeatable), e.g. --model-arg conv=spectral")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--data-dir", help="folder holding the local datasets (default: $OTNN_DATA_DIR, else the hub)")
     parser.add_argument("--out", help="run folder for checkpoint.safetensors and log.jsonl (default: runs/RECIPE)")
@@ -41,19 +48,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE``, the value read as YAML (``lam=10`` is the number 10, ``conv=spectral`` the string)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 def run(args: argparse.Namespace) -> int:
+    base = load_recipe(args.recipe)
     recipe = load_recipe(args.recipe, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          train_limit=args.train_limit, test_limit=args.test_limit, precision=args.precision,
-                         power_iterations=args.power_iterations)
+                         power_iterations=args.power_iterations,
+                         loss_args={**base.loss_args, **dict(args.loss_arg)} if args.loss_arg else None,
+                         model_args={**base.model_args, **dict(args.model_arg)} if args.model_arg else None)
     if args.registry and not recipe.registry_name:
         raise ValueError(f"recipe {recipe.name} has no registry_name: add one to export it with --registry")
     prepared = prepare(recipe, device=args.device, data_dir=args.data_dir)
     run_dir = Path(args.out or Path("runs") / recipe.name)
     result = train(prepared, run_dir, resume=args.resume, progress=not args.quiet)
-    print(json.dumps({"run_dir": str(run_dir), "epochs": result.epochs, "test": result.scores}))
+    diagnostics = test_diagnostics(prepared)
+    print(json.dumps({"run_dir": str(run_dir), "epochs": result.epochs, "test": result.scores,
+                      "diagnostics": diagnostics}))
     if args.registry:
         log = [json.loads(line) for line in (run_dir / LOG).read_text().splitlines()]
-        card = model_card(recipe.registry_name, prepared, result, "otnn " + shlex.join(args.argv), log)
+        card = model_card(recipe.registry_name, prepared, result, "otnn " + shlex.join(args.argv), log, diagnostics)
         folder = save_to_registry(prepared.model.eval(), recipe.registry_name, card, args.registry_dir or registry_dir())
         print(f"registry: {folder}")
     return 0

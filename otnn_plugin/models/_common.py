@@ -21,6 +21,14 @@ def default_cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
+def pretrained_cfg_of(variant: str, kwargs: dict[str, Any]):
+    """timm's pretrained config for ``variant``: the tag named by ``kwargs['pretrained_cfg']``, else the default."""
+    from timm.models import get_pretrained_cfg
+
+    tag = kwargs.get("pretrained_cfg") if isinstance(kwargs.get("pretrained_cfg"), str) else None
+    return get_pretrained_cfg(f"{variant}.{tag}" if tag else variant)
+
+
 def with_pretrained_file(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
     """When weights are asked for, resolve them (hub, else ``registry/``) and point timm at that safetensors file.
 
@@ -28,12 +36,9 @@ def with_pretrained_file(variant: str, pretrained: bool, kwargs: dict[str, Any])
     """
     if not pretrained:
         return kwargs
-    from timm.models import get_pretrained_cfg
-
     from ..hub import resolve_weights
 
-    tag = kwargs.get("pretrained_cfg") if isinstance(kwargs.get("pretrained_cfg"), str) else None
-    cfg = get_pretrained_cfg(f"{variant}.{tag}" if tag else variant)
+    cfg = pretrained_cfg_of(variant, kwargs)
     full_name = f"{variant}.{cfg.tag}" if cfg is not None and cfg.tag else variant
     overlay = {**(kwargs.get("pretrained_cfg_overlay") or {}), "file": str(resolve_weights(full_name))}
     return {**kwargs, "pretrained_cfg_overlay": overlay}

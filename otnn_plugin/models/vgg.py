@@ -1,12 +1,13 @@
 """VGG-like OTNNs and their unconstrained twins (paper appendix A.2.2, Tables 6 and 7).
 
-Both families have the same layer sizes. The OTNN uses deel-torchlip's ``SpectralConv2d`` / ``SpectralLinear``,
-our ``GroupSort2``, L2-norm pooling and the scaled global average pool; the unconstrained twin uses
-``Conv2d`` + ``BatchNorm`` + ``ReLU`` and average pooling.
+Both families have the same layer sizes. The OTNN uses orthogonal convolutions (``conv='bcop'``, default, see
+:mod:`otnn_plugin.orthogonal`) or the paper's deel-torchlip ``SpectralConv2d`` (``conv='spectral'``), deel-torchlip's
+``SpectralLinear``, our ``GroupSort2``, L2-norm pooling and the scaled global average pool; the unconstrained twin
+uses ``Conv2d`` + ``BatchNorm`` + ``ReLU`` and average pooling.
 
 * ``*_vgg_fashionmnist``: Table 7 (3x96, stride-2 conv, 3x192, stride-2 conv, 3x384, global pool, dense 10).
 * ``*_vgg_celeba``: Table 6 (16-16 / 32-32 / 64x3 / 128x3 / 128x3 with pooling, dense 256-256-22),
-  default input 3x218x178; ``img_size=(109, 89)`` builds it for half-resolution images.
+  built at 3x109x89 (the resolution of our trained weights) unless ``img_size=(218, 178)`` asks for the paper's.
 * ``*_small``: the same stacks with narrower layers, for CPU budgets.
 """
 from __future__ import annotations
@@ -20,10 +21,11 @@ from torch import nn
 
 from ..labels import CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
 from ..layers import GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d, SpectralConv2d, SpectralLinear
+from ..orthogonal import PADDING_MODES, OrthogonalConv2d
 from ..spectral import smooth_orthogonal_init_
-from ._common import default_cfg, with_pretrained_file
+from ._common import default_cfg, pretrained_cfg_of, with_pretrained_file
 
-__all__ = ["VGGSpec", "VGGNet", "CONV_INITS"]
+__all__ = ["VGGSpec", "VGGNet", "CONV_TYPES", "CONV_INITS"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,11 @@ CELEBA = VGGSpec(
 )
 
 
-def _conv_block(in_chs: int, out_chs: int, stride: int, lipschitz: bool) -> list[nn.Module]:
+def _conv_block(in_chs: int, out_chs: int, stride: int, lipschitz: bool, conv: str, padding_mode: str
+                ) -> list[nn.Module]:
+    if lipschitz and conv == "bcop":  # a stride-2 layer is a 2x2 stride-2 orthogonal conv (RKO, exact)
+        kernel_size = 3 if stride == 1 else stride
+        return [OrthogonalConv2d(in_chs, out_chs, kernel_size, stride, padding_mode=padding_mode), GroupSort2()]
     if lipschitz:
         return [SpectralConv2d(in_chs, out_chs, kernel_size=3, stride=stride, padding=1), GroupSort2()]
     return [
@@ -83,16 +89,23 @@ def _classifier(in_features: int, num_classes: int, lipschitz: bool) -> nn.Modul
     return SpectralLinear(in_features, num_classes) if lipschitz else nn.Linear(in_features, num_classes)
 
 
-#: Initialisations of the OTNN convolutions: ``smooth`` (gain-preserving, see :mod:`otnn_plugin.spectral`) or
-#: deel-torchlip's ``orthogonal``. The unconstrained twin keeps PyTorch's default either way.
+#: OTNN convolutions: ``bcop`` (orthogonal, gradient-norm preserving) or the paper's ``spectral`` (deel-torchlip).
+CONV_TYPES = ("bcop", "spectral")
+#: Initialisations of the ``spectral`` convolutions: ``smooth`` (gain-preserving, see :mod:`otnn_plugin.spectral`)
+#: or deel-torchlip's ``orthogonal``. The unconstrained twin keeps PyTorch's default either way.
 CONV_INITS = ("smooth", "orthogonal")
 
 
 class VGGNet(nn.Module):
     """A VGG-like network, 1-Lipschitz (OTNN) when ``lipschitz=True``, else its unconstrained twin.
 
-    ``conv_init`` picks how the OTNN convolutions start: ``'smooth'`` (default) keeps a deep stack's gradient
-    (``||grad f|| ~ 0.04`` at init for Table 6 instead of ``~6e-7``), ``'orthogonal'`` is deel-torchlip's own.
+    ``conv`` picks the OTNN convolutions: ``'bcop'`` (default) is orthogonal, so the network can reach
+    ``||grad f|| = 1`` (its stride-2 layers are 2x2 stride-2 orthogonal convolutions, where Table 7 has 3x3);
+    ``'spectral'`` is the paper's deel-torchlip ``SpectralConv2d``, a contraction that shrinks deep stacks'
+    gradients. ``padding_mode`` (``bcop`` only): ``'circular'`` keeps every convolution exactly orthogonal,
+    ``'zeros'`` is the paper's padding. ``conv_init`` (``spectral`` only): ``'smooth'`` (default) keeps a deep
+    stack's gradient (``||grad f|| ~ 0.04`` at init for Table 6 instead of ``~6e-7``), ``'orthogonal'`` is
+    deel-torchlip's own.
     """
 
     def __init__(
@@ -102,11 +115,17 @@ class VGGNet(nn.Module):
         num_classes: int = 10,
         in_chans: int = 1,
         img_size: int | Sequence[int] = 28,
+        conv: str = "bcop",
+        padding_mode: str = "circular",
         conv_init: str = "smooth",
     ) -> None:
         super().__init__()
         if spec.downsample not in ("pool", "stride"):
             raise ValueError(f"downsample must be 'pool' or 'stride', got {spec.downsample!r}")
+        if conv not in CONV_TYPES:
+            raise ValueError(f"conv must be one of {', '.join(CONV_TYPES)}, got {conv!r}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
         if conv_init not in CONV_INITS:
             raise ValueError(f"conv_init must be one of {', '.join(CONV_INITS)}, got {conv_init!r}")
         height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
@@ -122,10 +141,11 @@ class VGGNet(nn.Module):
             last_stage = stage_idx == len(spec.stages) - 1
             for conv_idx, out_chs in enumerate(widths):
                 stride = 2 if spec.downsample == "stride" and not last_stage and conv_idx == len(widths) - 1 else 1
-                layers += _conv_block(in_chs, out_chs, stride, lipschitz)
+                layers += _conv_block(in_chs, out_chs, stride, lipschitz, conv, padding_mode)
                 in_chs, reduction = out_chs, reduction * stride
-                if stride == 2:
-                    height, width = (height + 1) // 2, (width + 1) // 2
+                if stride == 2:  # 3x3 convs pad by 1; the 2x2 orthogonal ones drop an odd last row
+                    bump = 1 if conv == "spectral" or not lipschitz else 0
+                    height, width = (height + bump) // 2, (width + bump) // 2
             self.feature_info.append(dict(num_chs=in_chs, reduction=reduction, module=f"features.{len(layers) - 1}"))
             if spec.downsample == "pool":
                 layers.append(ScaledL2NormPool2d(kernel_size=2) if lipschitz else nn.AvgPool2d(kernel_size=2))
@@ -177,7 +197,10 @@ class VGGNet(nn.Module):
 
 
 def _create_vgg(variant: str, pretrained: bool, spec: VGGSpec, **kwargs) -> VGGNet:
+    """Build ``variant``, at its pretrained config's input size unless ``img_size`` is given."""
     out_indices = kwargs.pop("out_indices", tuple(range(len(spec.stages))))
+    if "img_size" not in kwargs:
+        kwargs["img_size"] = tuple(pretrained_cfg_of(variant, kwargs).input_size[1:])
     return build_model_with_cfg(
         VGGNet,
         variant,
@@ -193,23 +216,22 @@ _FASHION = dict(
     num_classes=10, input_size=(1, 28, 28), mean=(0.0,), std=(1.0,), label_names=FASHION_MNIST_CLASSES,
     license="mit", description="Fashion-MNIST classifier, inputs in [0, 1]",
 )
-_CELEBA = dict(
-    num_classes=22, input_size=(3, 218, 178), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fixed_input_size=True,
+#: Weights trained on our 10,000-image CelebA subset at half resolution carry this tag.
+CELEBA_SUBSET_TAG = "subset_109x89"
+_CELEBA_SUBSET = dict(
+    num_classes=22, input_size=(3, 109, 89), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fixed_input_size=True,
     label_names=CELEBA_PAPER_ATTRIBUTES, license="other",
-    description="CelebA multilabel classifier of the paper's 22 attributes, inputs in [0, 1]",
+    description="CelebA multilabel classifier of the paper's 22 attributes, inputs in [0, 1]; trained on a "
+                "10,000-image subset at 109x89",
     notes=("CelebA-derived weights: non-commercial research use only (CelebA agreement)",),
 )
 
-#: Weights trained on our 10,000-image CelebA subset at half resolution carry this tag.
-CELEBA_SUBSET_TAG = "subset_109x89"
-_CELEBA_SUBSET = dict(_CELEBA, input_size=(3, 109, 89),
-                      description=_CELEBA["description"] + "; trained on a 10,000-image subset at 109x89")
-
+# The CelebA models' one config is that of the weights we trained (subset, 109x89); img_size=(218, 178) builds the
+# paper's full-resolution network.
 default_cfgs = generate_default_cfgs({
     **{
-        f"{family}_vgg_{data}{size}": default_cfg(**cfg)
+        f"{family}_vgg_fashionmnist{size}": default_cfg(**_FASHION)
         for family in ("otnn", "unconstrained")
-        for data, cfg in (("fashionmnist", _FASHION), ("celeba", _CELEBA))
         for size in ("", "_small")
     },
     **{
@@ -246,7 +268,7 @@ def unconstrained_vgg_fashionmnist_small(pretrained: bool = False, **kwargs) -> 
 
 @register_model
 def otnn_vgg_celeba(pretrained: bool = False, **kwargs) -> VGGNet:
-    """OTNN of paper Table 6 for 3x218x178 CelebA, 22 attributes; ``img_size=(109, 89)`` for half resolution."""
+    """OTNN of paper Table 6 for CelebA, 22 attributes, at 109x89; ``img_size=(218, 178)`` for the paper's size."""
     return _create_vgg("otnn_vgg_celeba", pretrained, CELEBA, **kwargs)
 
 

@@ -22,7 +22,24 @@ def _scores_table(scores: dict) -> str:
     return "| score (test split) | value |\n|---|---|\n" + "\n".join(rows)
 
 
-def model_card(name: str, prepared: Prepared, result: TrainResult, command: str, log: list[dict]) -> str:
+def _diagnostics_table(diagnostics: dict) -> str:
+    """The transport-regime figures of :mod:`otnn_plugin.diagnostics`, each with what it means."""
+    rows = [
+        ("mean ||grad f|| of the explained head(s)", "mean_grad_norm", "1 at the hKR optimum (Prop. 1)"),
+        ("Prop. 2 ratio, median |f(x')| / |f(x)|, x' = x - f(x) grad f(x)", "prop2_ratio", "0 at the optimum"),
+        ("Taylor error between two test images (median)", "taylor_error", "0 for a linear model"),
+        ("gradient cosine within a class (mean)", "gradient_cosine", "1 for a linear model"),
+    ]
+    table = "| diagnostic (test split, first {} images) | value | reference |\n|---|---|---|\n".format(
+        diagnostics["samples"])
+    table += "\n".join(f"| {label} | {diagnostics[key]:.4f} | {ref} |" for label, key, ref in rows)
+    if "prop2_ratio_per_head" in diagnostics:
+        table += "\n\nProp. 2 ratio per label head: " + ", ".join(f"{v:.3f}" for v in diagnostics["prop2_ratio_per_head"])
+    return table
+
+
+def model_card(name: str, prepared: Prepared, result: TrainResult, command: str, log: list[dict],
+               diagnostics: dict) -> str:
     """The ``README.md`` of a registry folder, with the hub's YAML header."""
     recipe, environment = prepared.recipe, log[0]["environment"]
     header = {"library_name": "timm", "tags": ["image-classification", "timm", "lipschitz", "otnn"],
@@ -69,6 +86,10 @@ Recipe:
 ## Scores
 
 {_scores_table(result.scores)}{per_label}
+
+## Transport regime (`otnn_plugin.diagnostics`)
+
+{_diagnostics_table(diagnostics)}
 
 Per-epoch log (without the test scores):
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -11,7 +12,10 @@ import yaml
 
 from .._names import unknown_name
 
-__all__ = ["Recipe", "load_recipe", "list_recipes"]
+__all__ = ["Recipe", "load_recipe", "list_recipes", "SCHEDULES"]
+
+#: Learning-rate schedules: the paper's ``constant`` rate, or a ``cosine`` decay to 0.
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -19,7 +23,8 @@ class Recipe:
     """What to train, on what, with which loss and optimiser (Adam, as in the paper).
 
     ``power_iterations`` is the number of power-iteration steps each spectral layer runs per training forward
-    (deel-torchlip runs 1; large learning rates need more, see :mod:`otnn_plugin.spectral`).
+    (deel-torchlip runs 1; large learning rates need more, see :mod:`otnn_plugin.spectral`). ``schedule`` is the
+    paper's ``constant`` learning rate or a ``cosine`` decay from ``lr`` to 0 over the run, step by step.
     """
 
     name: str
@@ -39,12 +44,14 @@ class Recipe:
     test_limit: int | None = None
     radii: tuple[float, ...] = (0.1, 0.25, 0.5)
     grad_norm_samples: int = 64
+    diagnostic_samples: int = 256
     power_iterations: int = 1
+    schedule: str = "constant"
     registry_name: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "grad_norm_samples", "power_iterations"):
+        for key in ("epochs", "batch_size", "grad_norm_samples", "diagnostic_samples", "power_iterations"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"recipe {self.name!r}: {key} must be a positive integer, got {getattr(self, key)!r}")
         for key in ("train_limit", "test_limit"):
@@ -53,7 +60,16 @@ class Recipe:
                 raise ValueError(f"recipe {self.name!r}: {key} must be a positive integer or null, got {value!r}")
         if not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
             raise ValueError(f"recipe {self.name!r}: lr must be a number in (0, 1), got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"recipe {self.name!r}: schedule must be one of {', '.join(SCHEDULES)}, "
+                             f"got {self.schedule!r}")
         self.radii = tuple(float(r) for r in self.radii)
+
+    def lr_at(self, progress: float) -> float:
+        """The learning rate after a fraction ``progress`` in [0, 1] of the training steps."""
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.lr
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

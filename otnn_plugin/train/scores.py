@@ -12,9 +12,10 @@ import math
 import torch
 from torch import nn
 
+from ..diagnostics import transport_diagnostics
 from ..lipschitz import explaining, input_gradient_norms, is_otnn
 
-__all__ = ["correct_predictions", "evaluate"]
+__all__ = ["correct_predictions", "evaluate", "test_diagnostics"]
 
 
 def correct_predictions(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
@@ -66,3 +67,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, radi
         sample = x[:grad_norm_samples].to(device)
         scores["mean_grad_norm"] = input_gradient_norms(model, sample).mean().item()
     return scores
+
+
+def test_diagnostics(prepared) -> dict:
+    """:func:`otnn_plugin.diagnostics.transport_diagnostics` of a trained model on the first test images."""
+    x, y = (t[:prepared.recipe.diagnostic_samples].to(prepared.device) for t in prepared.test)
+    return transport_diagnostics(prepared.model, x, y, prepared.task)

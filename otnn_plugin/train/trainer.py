@@ -143,7 +143,9 @@ def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progres
         epoch_start, seen, loss_sum, hits = time.perf_counter(), 0, 0.0, 0.0
         batches = range(0, len(order), recipe.batch_size)
         bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", disable=not progress, leave=False)
-        for start in bar:
+        for step, start in enumerate(bar):
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr_at((epoch - 1 + step / len(batches)) / recipe.epochs)
             index = order[start:start + recipe.batch_size]
             inputs, targets = x_train[index], y_train[index]
             if augment is not None:

@@ -35,8 +35,8 @@ GROUPS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "fashion_small_otnn_lam5": ("fashionmnist_small_otnn", []),
         "fashion_small_otnn_lam10": ("fashionmnist_small_otnn", ["--loss-arg", "alpha=0.1", "--loss-arg", "lam=10"]),
         "fashion_small_otnn_lam20": ("fashionmnist_small_otnn", ["--loss-arg", "alpha=0.05", "--loss-arg", "lam=20"]),
-        "fashion_otnn": ("fashionmnist_otnn", []),
-        "fashion_twin": ("fashionmnist_unconstrained", []),
+        "fashion_otnn": ("fashionmnist_budget_otnn", []),
+        "fashion_twin": ("fashionmnist_budget_unconstrained", []),
     },
 }
 CALIBRATION_IMAGES, CALIBRATION_TEST = 1024, 256

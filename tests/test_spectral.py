@@ -13,7 +13,7 @@ from otnn_plugin.lipschitz import input_gradient_norms, layer_operator_norms
 from otnn_plugin.spectral import refresh_spectral_state_, set_power_iterations, smooth_orthogonal_init_
 from otnn_plugin.train import load_recipe, prepare
 
-CELEBA_SMALL = dict(img_size=(64, 48))
+CELEBA_SMALL = dict(img_size=(64, 48), conv="spectral")  # the paper's layers, which this module is about
 
 
 def smooth_images(n: int, shape: tuple[int, int, int]) -> torch.Tensor:

@@ -25,8 +25,8 @@ def _scores_table(scores: dict) -> str:
 def _diagnostics_table(diagnostics: dict) -> str:
     """The transport-regime figures of :mod:`otnn_plugin.diagnostics`, each with what it means."""
     rows = [
-        ("mean ||grad f|| of the explained head(s)", "mean_grad_norm", "1 at the hKR optimum (Prop. 1)"),
-        ("Prop. 2 ratio, median |f(x')| / |f(x)|, x' = x - f(x) grad f(x)", "prop2_ratio", "0 at the optimum"),
+        ("mean ‖grad f‖ of the explained head(s)", "mean_grad_norm", "1 at the hKR optimum (Prop. 1)"),
+        ("Prop. 2 ratio, median \\|f(x')\\| / \\|f(x)\\|, x' = x - f(x) grad f(x)", "prop2_ratio", "0 at the optimum"),
         ("Taylor error between two test images (median)", "taylor_error", "0 for a linear model"),
         ("gradient cosine within a class (mean)", "gradient_cosine", "1 for a linear model"),
     ]

@@ -45,7 +45,7 @@ RESERVE_S = 75
 
 
 def _otnn(*args: str) -> list[str]:
-    return [sys.executable, "-m", "otnn_plugin.cli", *args]
+    return [sys.executable, "-m", "otnn_plugin", *args]
 
 
 def _launch(commands: dict[str, list[str]], logs: Path) -> dict[str, subprocess.Popen]:

@@ -41,11 +41,13 @@ def default_out(config: Path, samples: int | None, random_weights: bool, models:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._files import check_output
     from ..evaluate import build_leaderboard, load_config, load_paper_numbers, prepare, run_evaluation, write_report
 
     config = load_config(args.config, samples=args.samples, batch_size=args.batch_size, device=args.device,
                          weights="random" if args.random_weights else None)
-    out = args.out or default_out(args.config, args.samples, args.random_weights, args.models)
+    out = check_output(args.out or default_out(args.config, args.samples, args.random_weights, args.models),
+                       folder=True)
     command = "otnn " + shlex.join(args.argv)
     summary = run_evaluation(prepare(config, args.data_dir, args.models), out, progress=not args.quiet, command=command,
                              retry_failed=args.retry_failed)

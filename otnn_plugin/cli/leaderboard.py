@@ -20,12 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._files import check_output
     from ..evaluate import build_leaderboard, load_paper_numbers, read_results, write_report
 
     results = [read_results(path) for path in args.results]
     if args.out is None and len(results) > 1:
         raise ValueError("several results given: pass --out for the combined leaderboard")
-    out = args.out or results[0].folder
+    out = check_output(args.out or results[0].folder, folder=True)
     board = build_leaderboard(results, load_paper_numbers(args.paper), "otnn " + shlex.join(args.argv))
     for path in write_report(board, results, out):
         if path.suffix != ".png":

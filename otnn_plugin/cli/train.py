@@ -6,6 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
+from .._files import check_output
 from ..hub import registry_dir, save_to_registry
 from ..train import list_recipes, load_recipe, prepare, train
 from ..train.card import model_card
@@ -47,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
                          power_iterations=args.power_iterations)
     if args.registry and not recipe.registry_name:
         raise ValueError(f"recipe {recipe.name} has no registry_name: add one to export it with --registry")
+    run_dir = check_output(args.out or Path("runs") / recipe.name, folder=True)
+    registry = check_output(args.registry_dir or registry_dir(), folder=True) if args.registry else None
     prepared = prepare(recipe, device=args.device, data_dir=args.data_dir)
-    run_dir = Path(args.out or Path("runs") / recipe.name)
     result = train(prepared, run_dir, resume=args.resume, progress=not args.quiet)
     print(json.dumps({"run_dir": str(run_dir), "epochs": result.epochs, "test": result.scores}))
     if args.registry:
         log = [json.loads(line) for line in (run_dir / LOG).read_text().splitlines()]
         card = model_card(recipe.registry_name, prepared, result, "otnn " + shlex.join(args.argv), log)
-        folder = save_to_registry(prepared.model.eval(), recipe.registry_name, card, args.registry_dir or registry_dir())
+        folder = save_to_registry(prepared.model.eval(), recipe.registry_name, card, registry)
         print(f"registry: {folder}")
     return 0

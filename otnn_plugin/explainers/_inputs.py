@@ -23,9 +23,9 @@ def check_inputs(inputs: object, model: object = None) -> Tensor:
         raise ValueError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
     size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
     if size is not None and inputs.dim() == len(size):
-        raise ValueError(f"inputs of shape {tuple(inputs.shape)} have no batch dimension: "
-                         f"{type(model).__name__} takes (N, C, H, W) batches of {tuple(size)} images; for one image, "
-                         "pass inputs[None]")
+        image = "x".join(map(str, size))
+        raise ValueError(f"inputs of shape {tuple(inputs.shape)} have no batch dimension: {type(model).__name__} "
+                         f"takes (N, C, H, W) batches of {image} images; for one image, pass inputs[None]")
     if inputs.dim() < 2 or inputs.shape[0] == 0 or not inputs.is_floating_point():
         raise ValueError(
             f"inputs must be a floating-point batch (N, ...) with N >= 1, got {inputs.dtype} of shape "

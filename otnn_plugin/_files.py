@@ -20,8 +20,8 @@ def check_output(path: str | os.PathLike, folder: bool) -> Path:
     """
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
-        raise ValueError(f"{path} is a file: give a folder (created if absent)" if folder
-                         else f"{path} is a folder: give a file path")
+        raise ValueError(f"{path} is a file, not a folder: give a folder (created if absent)" if folder
+                         else f"{path} is a folder, not a file: give a file path")
     start = path if folder else path.parent
     existing = next(p for p in (start, *start.parents) if p.exists())
     if not existing.is_dir():

@@ -214,8 +214,8 @@ def bad_outs(tmp_path: Path, folder: bool) -> list[tuple[Path, str]]:
     (tmp_path / "taken.png").write_text("a file")
     (tmp_path / "folder.png").mkdir()
     cases = [(tmp_path / "taken.png" / ("sub" if folder else "sub.png"), "taken.png is a file")]
-    cases.append((tmp_path / "taken.png", "is a file: give a folder") if folder
-                 else (tmp_path / "folder.png", "is a folder: give a file path"))
+    cases.append((tmp_path / "taken.png", "is a file, not a folder") if folder
+                 else (tmp_path / "folder.png", "is a folder, not a file"))
     return cases
 
 

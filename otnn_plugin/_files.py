@@ -33,6 +33,11 @@ def check_output(path: str | os.PathLike, folder: bool) -> Path:
     return path
 
 
+def _naming(path: Path, err: OSError) -> OSError:
+    """``err`` as one that names ``path``, not the temporary file beside it."""
+    return OSError(err.errno, f"cannot write {path}: {err.strerror or err}")
+
+
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
     """Run ``write(tmp_path)`` next to ``path``, fsync it, make it world-readable, then rename it over ``path``.
 
@@ -43,7 +48,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as err:
-        raise OSError(err.errno, f"cannot write {path}: {err.strerror}") from None
+        raise _naming(path, err) from None
     os.close(fd)
     try:
         write(tmp)
@@ -52,7 +57,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results, weights and figures are meant to be shared
         os.replace(tmp, path)
     except OSError as err:
-        raise OSError(err.errno, f"cannot write {path}: {err.strerror}") from None
+        raise _naming(path, err) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -145,9 +145,10 @@ def fake_samples(monkeypatch) -> torch.Tensor:
 def test_evaluate_refuses_non_finite_samples_naming_their_rows(fake_samples, value, tmp_path, capsys):
     fake_samples[2, 0, 3, 3] = value
     config, out = tiny_config(tmp_path), tmp_path / "out"
+    before = files_under(tmp_path)
     err = one_line_error(main(["evaluate", str(config), "--out", str(out), "--quiet"]), capsys)
     assert "NaN or infinite values in the fashion_mnist test samples (sample 12)" in err
-    assert not out.exists()
+    assert files_under(tmp_path) == before
 
 
 def test_evaluate_refuses_a_model_with_non_finite_outputs(fake_samples, tmp_path, capsys):
@@ -159,10 +160,11 @@ def test_evaluate_refuses_a_model_with_non_finite_outputs(fake_samples, tmp_path
     weights[bias][3] = float("nan")  # class 3 of every sample
     save_file(weights, str(tmp_path / "broken.safetensors"))
     config, out = tiny_config(tmp_path, weights="broken.safetensors"), tmp_path / "out"
+    before = files_under(tmp_path)
     err = one_line_error(main(["evaluate", str(config), "--out", str(out), "--quiet"]), capsys)
     assert ("NaN or infinite values in the outputs of models.Twin (unconstrained_vgg_fashionmnist_small) "
             "(samples 10, 11, 12, 13): the model is broken") in err
-    assert not out.exists()
+    assert files_under(tmp_path) == before
 
 
 # --- missing batch dimension -----------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from .._files import check_output
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -41,7 +43,6 @@ def default_out(config: Path, samples: int | None, random_weights: bool, models:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._files import check_output
     from ..evaluate import build_leaderboard, load_config, load_paper_numbers, prepare, run_evaluation, write_report
 
     config = load_config(args.config, samples=args.samples, batch_size=args.batch_size, device=args.device,

@@ -5,6 +5,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+from .._files import check_output
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,7 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._files import check_output
     from ..evaluate import build_leaderboard, load_paper_numbers, read_results, write_report
 
     results = [read_results(path) for path in args.results]

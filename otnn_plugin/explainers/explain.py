@@ -178,7 +178,9 @@ def explain(
 
     ``targets`` follows Captum (one index for all samples or one per sample; ``None`` for a single-output
     model). ``device`` is accepted because Quantus passes it; the work runs on the model's device, which must
-    match it. ``settings`` override the method's defaults (see the module docstring).
+    match it. ``settings`` override the method's defaults (see the module docstring). Inputs, and the model's
+    outputs on them (one forward pass without gradients), must be finite: a ``ValueError`` names the samples that
+    are not.
     """
     if method not in _METHODS:
         raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(EXPLAIN_METHODS)}")

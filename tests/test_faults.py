@@ -133,7 +133,8 @@ def tiny_config(folder: Path, weights: str = "random") -> Path:
 
 @pytest.fixture
 def fake_samples(monkeypatch) -> torch.Tensor:
-    """The runner's samples, drawn here instead of from the data: dataset rows 10, 11, 12, 13."""
+    """The runner's samples, drawn here instead of from the data: dataset rows 10, 11, 12, 13. The runner sees the
+    returned tensor's memory, so that a test can spoil a sample."""
     x = torch.rand(4, 1, 28, 28)
     names = list(label_names("fashion_mnist"))
     samples = [10, 11, 12, 13], x.numpy(), np.zeros(4, np.int64), names

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from otnn_plugin._environment import cpu_name
-from otnn_plugin._files import atomic_write_text
+from otnn_plugin._files import atomic_write_text, check_output
 
 from .report import render_markdown
 from .schema import SCHEMA, target, validate_result
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {args.device} asked for, but this machine has no CUDA GPU: use --device cpu")
+        check_output(args.out, folder=True)
         command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
         suite = run_suite(names, args.quick, args.device, command.strip())
         stem = (args.machine or suite["machine"]) + ("-quick" if args.quick else "")

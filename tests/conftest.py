@@ -20,9 +20,14 @@ def shared_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
+    """The shared data; without it, a test that needs it is skipped, or fails under CI (``CI=true``), where missing
+    data is a broken set-up and must not pass as skips."""
     path = shared_data_dir()
     if not (path / "fashion-mnist").is_dir():
-        pytest.fail(f"shared test data not found at {path}: set OTNN_DATA_DIR to the folder holding fashion-mnist/")
+        reason = f"no shared test data at {path}: set OTNN_DATA_DIR to the folder holding fashion-mnist/"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
     return path
 
 

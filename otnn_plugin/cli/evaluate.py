@@ -6,6 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from .._files import check_output
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, samples=args.samples, batch_size=args.batch_size, device=args.device,
                          weights="random" if args.random_weights else None)
-    out = args.out or default_out(args.config, args.samples, args.random_weights, args.models)
+    out = check_output(args.out or default_out(args.config, args.samples, args.random_weights, args.models),
+                       folder=True)
     command = "otnn " + shlex.join(args.argv)
     summary = run_evaluation(prepare(config, args.data_dir, args.models), out, progress=not args.quiet, command=command,
                              retry_failed=args.retry_failed)

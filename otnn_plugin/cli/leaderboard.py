@@ -5,6 +5,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+from .._files import check_output
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     results = [read_results(path) for path in args.results]
     if args.out is None and len(results) > 1:
         raise ValueError("several results given: pass --out for the combined leaderboard")
-    out = args.out or results[0].folder
+    out = check_output(args.out or results[0].folder, folder=True)
     board = build_leaderboard(results, load_paper_numbers(args.paper), "otnn " + shlex.join(args.argv))
     for path in write_report(board, results, out):
         if path.suffix != ".png":

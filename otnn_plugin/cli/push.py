@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..hub import push_to_hub
+from ..data.sources import offline_mode
+from ..hub import hub_reachable, push_to_hub
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,5 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    offline = offline_mode()
+    if offline:
+        raise ConnectionError(f"cannot push {args.folder} in offline mode ({offline}): unset it to publish")
+    if not hub_reachable():
+        raise ConnectionError(f"cannot push {args.folder}: the Hugging Face hub is unreachable; connect to the "
+                              "network and try again")
     print(f"published {push_to_hub(args.folder, args.repo_id, args.private)}")
     return 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-
-import yaml
 from pathlib import Path
 
+import yaml
+
+from .._files import check_output
 from ..hub import registry_dir, save_to_registry
 from ..train import list_recipes, load_recipe, prepare, train
 from ..train.card import model_card
@@ -65,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
                          model_args={**base.model_args, **dict(args.model_arg)} if args.model_arg else None)
     if args.registry and not recipe.registry_name:
         raise ValueError(f"recipe {recipe.name} has no registry_name: add one to export it with --registry")
+    run_dir = check_output(args.out or Path("runs") / recipe.name, folder=True)
+    registry = check_output(args.registry_dir or registry_dir(), folder=True) if args.registry else None
     prepared = prepare(recipe, device=args.device, data_dir=args.data_dir)
-    run_dir = Path(args.out or Path("runs") / recipe.name)
     result = train(prepared, run_dir, resume=args.resume, progress=not args.quiet)
     diagnostics = test_diagnostics(prepared)
     print(json.dumps({"run_dir": str(run_dir), "epochs": result.epochs, "test": result.scores,
@@ -74,6 +76,6 @@ def run(args: argparse.Namespace) -> int:
     if args.registry:
         log = [json.loads(line) for line in (run_dir / LOG).read_text().splitlines()]
         card = model_card(recipe.registry_name, prepared, result, "otnn " + shlex.join(args.argv), log, diagnostics)
-        folder = save_to_registry(prepared.model.eval(), recipe.registry_name, card, args.registry_dir or registry_dir())
+        folder = save_to_registry(prepared.model.eval(), recipe.registry_name, card, registry)
         print(f"registry: {folder}")
     return 0

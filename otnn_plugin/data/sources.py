@@ -3,24 +3,27 @@
 Local files are turned into Arrow once and cached under ``$OTNN_CACHE_DIR`` (default ``~/.cache/otnn_plugin``),
 keyed by the path, size and modification time of every source file, so that an edited file rebuilds its cache and
 the cache of its previous version is removed.
-The hub path is ``datasets.load_dataset``, which keeps its own cache and honours ``HF_DATASETS_OFFLINE`` /
-``HF_HUB_OFFLINE``.
+The hub path is ``datasets.load_dataset``, which keeps its own cache. It runs in datasets' offline mode (that cache
+only) when :func:`offline_mode` says so or the hub does not answer a first connection, so that a machine without
+network fails, or reads the cache, at once instead of after half a minute of retries.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import datasets
 
 DATA_DIR_ENV = "OTNN_DATA_DIR"
 CACHE_DIR_ENV = "OTNN_CACHE_DIR"
 _OFFLINE_ENVS = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+_TRUE_VALUES = {"1", "ON", "TRUE", "YES"}
 #: Bump when the layout of a cached dataset changes, so that old caches are not read.
 CACHE_VERSION = 1
 
@@ -31,11 +34,22 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def offline_mode() -> str | None:
-    """The offline variable that is set (e.g. ``"HF_HUB_OFFLINE=1"``), or None."""
+    """The offline variable that is set (e.g. ``"HF_HUB_OFFLINE=1"``), or None: the one test of offline mode for
+    data and weights. A variable is set when it is 1, ON, TRUE or YES in any case, as huggingface_hub reads it."""
     for name in _OFFLINE_ENVS:
-        if os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+        if os.environ.get(name, "").upper() in _TRUE_VALUES:
             return f"{name}={os.environ[name]}"
     return None
+
+
+@contextlib.contextmanager
+def _datasets_offline() -> Iterator[None]:
+    """Run the body in datasets' offline mode, which it reads from ``datasets.config`` at every call."""
+    saved, datasets.config.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE, True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = saved
 
 
 def file_identity(paths: Iterable[Path], text: str = "") -> str:
@@ -89,13 +103,17 @@ def locate(name: str, folder: str, marker: str, data_dir: str | os.PathLike | No
 
     A root (``data_dir``, else ``$OTNN_DATA_DIR``) holds the dataset as ``<root>/<folder>``, or is the dataset folder
     itself if it contains a file matching the glob ``marker``. An explicit ``data_dir`` that holds neither raises
-    FileNotFoundError; under ``$OTNN_DATA_DIR`` it returns None, so that the hub is tried next.
+    FileNotFoundError; a ``$OTNN_DATA_DIR`` folder that lacks this dataset returns None, so that the hub is tried
+    next, but one that does not exist raises FileNotFoundError (a typo must not send us to the hub unseen).
     """
     explicit = data_dir is not None
     root = data_dir if explicit else os.environ.get(DATA_DIR_ENV)
     if not root:
         return None, ["data_dir: not given", f"{DATA_DIR_ENV}: not set"]
     root = Path(root).expanduser()
+    if not explicit and not root.is_dir():
+        raise FileNotFoundError(f"{DATA_DIR_ENV}={root} is not a folder: set it to the folder that holds {folder}/ "
+                                "(or unset it to use the Hugging Face hub)")
     if (root / folder).is_dir():
         return root / folder, []
     if any(root.glob(marker)):
@@ -110,11 +128,15 @@ def locate(name: str, folder: str, marker: str, data_dir: str | os.PathLike | No
 
 
 def from_hub(name: str, repo: str, split: str, tried: list[str], fix: str) -> datasets.Dataset:
-    """``datasets.load_dataset(repo, split=split)``; when it fails, one FileNotFoundError naming all that was tried."""
+    """``datasets.load_dataset(repo, split=split)``, offline (datasets' cache only) when :func:`offline_mode` says so
+    or the hub is unreachable; when it fails, one FileNotFoundError naming all that was tried."""
+    from ..hub import hub_reachable
+
+    offline = offline_mode() or (None if hub_reachable() else "the hub is unreachable")
     try:
-        return datasets.load_dataset(repo, split=split)
+        with _datasets_offline() if offline else contextlib.nullcontext():
+            return datasets.load_dataset(repo, split=split)
     except OSError as err:  # ConnectionError, OfflineModeIsEnabled, DatasetNotFoundError, HTTP errors
-        offline = offline_mode()
         hub = f"hub {repo!r}: {type(err).__name__}: {err}" + (f" (offline mode: {offline})" if offline else "")
         raise FileNotFoundError(
             f"{name} {split!r}: no local data and the Hugging Face hub failed. Tried: {'; '.join([*tried, hub])}. "

@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from .._names import unknown_name
+from .._yaml import read_yaml
 
 __all__ = [
     "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "OUR_METRICS", "load_config", "metric_class",
@@ -349,15 +348,7 @@ def _class_direction(cls: type) -> str | None:
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"evaluation config {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ValueError(f"{path} is not valid YAML: {where}{problem}") from None
+    raw = read_yaml(path, "evaluation config")
     if not isinstance(raw, dict):
         raise ValueError(f"{path} must be a mapping of settings, got {type(raw).__name__}")
     return raw

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from .._yaml import read_yaml
 from .config import model_family
 from .results import Results
 
@@ -73,9 +73,7 @@ def load_paper_numbers(path: str | Path | None = None) -> PaperNumbers | None:
     if path is None and not PAPER_NUMBERS.is_file():
         return None
     path = Path(path or PAPER_NUMBERS)
-    if not path.is_file():
-        raise FileNotFoundError(f"paper numbers file {path} not found")
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path, "paper numbers file")
     explainers, datasets, metrics = raw["explainers"], raw["datasets"], raw["metrics"]
     for name, entry in metrics.items():
         if entry.get("direction") not in ("higher", "lower") or not set(entry["columns"]) <= set(explainers):

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._environment import environment
+from .._finite import check_finite, check_model_outputs
 from .._names import unknown_name
 from .config import EvalConfig, MetricSpec, ModelSpec
 from .label_sides import LabelSides, side_names
@@ -128,7 +129,9 @@ def _load_model(spec: ModelSpec, config: EvalConfig) -> nn.Module:
     return model
 
 
-def _checked_outputs(spec: ModelSpec, model: nn.Module, x: torch.Tensor, n_outputs: int) -> torch.Tensor:
+def _checked_outputs(spec: ModelSpec, model: nn.Module, x: torch.Tensor, n_outputs: int,
+                     indices: list[int]) -> torch.Tensor:
+    """The model's outputs on the first batch ``x`` (dataset rows ``indices``), checked: shape and finite values."""
     try:
         with torch.no_grad():
             outputs = model(x)
@@ -138,6 +141,7 @@ def _checked_outputs(spec: ModelSpec, model: nn.Module, x: torch.Tensor, n_outpu
     if outputs.ndim != 2 or outputs.shape[1] != n_outputs:
         raise ValueError(f"models.{spec.label} ({spec.model}) returns outputs of shape {tuple(outputs.shape)}, but "
                          f"the dataset has {n_outputs} classes or labels")
+    check_model_outputs(outputs, indices, f"the outputs of models.{spec.label} ({spec.model})")
     return outputs
 
 
@@ -154,6 +158,7 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
             raise unknown_name("model label", label, labels, f"{config.name}: ")
     device = resolve_device(config.device)
     indices, x, y, names = _samples(config, data_dir)
+    check_finite(torch.from_numpy(x), f"the {config.dataset} {config.split} samples", "repair the dataset", indices)
     first = torch.as_tensor(x[:config.batch_size], device=device)
     side_of = None if config.label is None else names.index(config.label)
     loaded, differences = {}, {}
@@ -161,7 +166,7 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
         if models and spec.label not in models:
             continue
         model = _load_model(spec, config).to(device).eval()
-        outputs = _checked_outputs(spec, model, first, len(names))
+        outputs = _checked_outputs(spec, model, first, len(names), indices)
         if is_otnn(model):
             model = export_vanilla(model)
             with torch.no_grad():

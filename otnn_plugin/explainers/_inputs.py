@@ -7,19 +7,31 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._finite import check_finite
+
 #: ``None`` (single-output model), one index for the whole batch, or one index per sample.
 Target = Union[None, int, list[int], np.ndarray, Tensor]
 
 
-def check_inputs(inputs: object) -> Tensor:
-    """``inputs`` must be one floating-point tensor with a non-empty batch dimension."""
+def check_inputs(inputs: object, model: object = None) -> Tensor:
+    """``inputs`` must be one floating-point tensor of finite values with a non-empty batch dimension.
+
+    A timm ``model`` states the shape of one input (``pretrained_cfg["input_size"]``, ``(C, H, W)``): inputs with
+    that many dimensions lack the batch one.
+    """
     if not isinstance(inputs, Tensor):
         raise ValueError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
+    size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+    if size is not None and inputs.dim() == len(size):
+        image = "x".join(map(str, size))
+        raise ValueError(f"inputs of shape {tuple(inputs.shape)} have no batch dimension: {type(model).__name__} "
+                         f"takes (N, C, H, W) batches of {image} images; for one image, pass inputs[None]")
     if inputs.dim() < 2 or inputs.shape[0] == 0 or not inputs.is_floating_point():
         raise ValueError(
             f"inputs must be a floating-point batch (N, ...) with N >= 1, got {inputs.dtype} of shape "
             f"{tuple(inputs.shape)}"
         )
+    check_finite(inputs, "inputs", "drop or repair those samples")
     return inputs
 
 

@@ -27,6 +27,7 @@ from captum.attr import LayerGradCam
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._finite import check_model_outputs
 from ..lipschitz import explaining
 from ._inputs import Target, check_inputs, format_target, select_scores
 from .rise import Rise
@@ -177,7 +178,9 @@ def explain(
 
     ``targets`` follows Captum (one index for all samples or one per sample; ``None`` for a single-output
     model). ``device`` is accepted because Quantus passes it; the work runs on the model's device, which must
-    match it. ``settings`` override the method's defaults (see the module docstring).
+    match it. ``settings`` override the method's defaults (see the module docstring). Inputs, and the model's
+    outputs on them (one forward pass without gradients), must be finite: a ``ValueError`` names the samples that
+    are not.
     """
     if method not in _METHODS:
         raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(EXPLAIN_METHODS)}")
@@ -192,12 +195,14 @@ def explain(
             f"the model is on {model_device} but device={str(device)!r} was asked: move the model there "
             f"(model.to({str(device)!r})) or pass the model's device"
         )
-    x = check_inputs(torch.as_tensor(inputs, dtype=dtype).detach().to(model_device))
+    x = check_inputs(torch.as_tensor(inputs, dtype=dtype).detach().to(model_device), model)
     with explaining(model):
         target = format_target(targets, len(x), model_device)
+        with torch.no_grad():  # one forward: a broken model gives one clear error, not a plausible map
+            outputs = model(x)
+        check_model_outputs(outputs)
         if target is None:  # only a single-output model may leave it out: check, then explain its output 0
-            with torch.no_grad():
-                select_scores(model(x[:1]), None)
+            select_scores(outputs, None)
             target = torch.zeros(len(x), dtype=torch.long, device=model_device)
         attributions = function(model, x, target, **settings)
     return attributions.detach().to("cpu", torch.float32).contiguous().numpy()

@@ -24,6 +24,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._finite import check_model_outputs
 from ..lipschitz import explaining
 from ._inputs import Target, check_inputs, format_target, select_scores
 
@@ -96,7 +97,7 @@ class Rise(PerturbationAttribution):
         Masks are drawn once (so results depend on ``seed``, not on ``batch_size``) and built on the inputs'
         device in chunks; each forward pass sees at most ``batch_size`` masked images (at least one mask).
         """
-        inputs = check_inputs(inputs)
+        inputs = check_inputs(inputs, self.forward_func)
         if inputs.dim() != 4:
             raise ValueError(f"RISE masks images (N, C, H, W), got inputs of shape {tuple(inputs.shape)}")
         if batch_size < 1:
@@ -119,6 +120,7 @@ class Rise(PerturbationAttribution):
                 saliency += scores @ masks.flatten(1)
                 score_sum += scores.sum(1, keepdim=True)
                 kept += masks.flatten(1).sum(0, keepdim=True)
+        check_model_outputs(score_sum, what="the model's outputs on masked inputs")
         if center:  # sum_i (s_i - mean s) M_i = sum_i s_i M_i - mean(s) sum_i M_i
             saliency -= (score_sum / n_masks) * kept
         saliency = saliency / (n_masks * probability)

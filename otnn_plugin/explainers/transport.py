@@ -21,6 +21,7 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .._finite import check_model_outputs
 from ..lipschitz import explaining, is_otnn
 from ._inputs import Target, check_inputs, format_target, select_scores
 
@@ -77,9 +78,10 @@ class TransportCounterfactual(GradientAttribution):
         ``target`` follows Captum: ``None`` for a single-output model, else one index for all samples or one
         per sample (int, list or tensor).
         """
-        inputs = check_inputs(inputs)
+        inputs = check_inputs(inputs, self.model)
         with explaining(self.model):
-            _, gradient = target_gradient(self.model, inputs, format_target(target, len(inputs), inputs.device))
+            scores, gradient = target_gradient(self.model, inputs, format_target(target, len(inputs), inputs.device))
+        check_model_outputs(scores)
         return gradient.abs() if abs else gradient
 
     def counterfactual(
@@ -102,10 +104,11 @@ class TransportCounterfactual(GradientAttribution):
         """
         if step not in STEPS:
             raise ValueError(f"step must be one of {STEPS}, got {step!r}")
-        inputs = check_inputs(inputs)
+        inputs = check_inputs(inputs, self.model)
         with explaining(self.model):
             target = format_target(target, len(inputs), inputs.device)
             scores, gradient = target_gradient(self.model, inputs, target)
+            check_model_outputs(scores)
             per_sample = (-1,) + (1,) * (inputs.dim() - 1)
             move = scores.view(per_sample) * gradient
             if step == "newton":

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .._files import atomic_write_bytes
+from .._files import atomic_write_bytes, check_output
 
 __all__ = ["show_image", "show_signed", "signed_rgb", "check_png_path", "save_png"]
 
@@ -68,13 +68,12 @@ def show_signed(ax: Axes, attribution: Tensor) -> None:
 
 
 def check_png_path(path: str | os.PathLike) -> Path:
-    """``path`` as a ``Path`` if a PNG can be written there; check it before long work, not after."""
+    """``path`` as a ``Path`` if a PNG can be written there (see :func:`check_output`); check it before long work,
+    not after."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"figures are written as PNG: give a path ending in .png, got {str(path)!r}")
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder: give a file path ending in .png")
-    return path
+    return check_output(path, folder=False)
 
 
 def save_png(figure: Figure, path: str | os.PathLike, dpi: int = 100, colors: int | None = 256) -> Path:

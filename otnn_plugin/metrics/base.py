@@ -22,6 +22,7 @@ from quantus.helpers.model.pytorch_model import PyTorchModel
 from quantus.metrics.base import Metric
 from torch import Tensor, nn
 
+from .._finite import check_finite, check_model_outputs
 from ..lipschitz import explaining
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
     "blended_scores",
     "check_attributions",
     "check_baseline",
-    "check_finite",
+    "check_explanations",
     "check_targets",
     "grid_cells",
     "make_baseline",
@@ -95,13 +96,9 @@ def check_attributions(a_shape: tuple[int, ...], x_shape: tuple[int, ...]) -> No
                          f"or {(height, width)}")
 
 
-def check_finite(a: Tensor) -> None:
-    """Raise ``ValueError`` naming the samples of ``a`` that hold NaN or infinite values."""
-    finite = torch.isfinite(a.flatten(1)).all(1)
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite).flatten()[:10].tolist()
-        raise ValueError(f"a_batch has NaN or infinite values (samples {bad}): fix the explanation method, or drop "
-                         "those samples")
+def check_explanations(a: Tensor) -> None:
+    """Raise ``ValueError`` naming the samples of the attributions ``a`` that hold NaN or infinite values."""
+    check_finite(a, "a_batch", "fix the explanation method, or drop those samples")
 
 
 def _check_call(x_batch: Any, y_batch: Any, a_batch: Any, channel_first: bool | None) -> None:
@@ -110,8 +107,10 @@ def _check_call(x_batch: Any, y_batch: Any, a_batch: Any, channel_first: bool | 
     if len(x_shape) == 0 or x_shape[0] == 0:
         raise ValueError("x_batch is empty: pass at least one input")
     if len(x_shape) != 4:
-        raise ValueError(f"x_batch has shape {x_shape}: these metrics take image batches (batch, channels, height, "
-                         "width), or (batch, height, width, channels) with channel_first=False")
+        one_image = ": one image needs a batch dimension, x[None]" if len(x_shape) == 3 else ""
+        raise ValueError(f"x_batch has shape {x_shape}: these metrics take image batches (N, C, H, W), or "
+                         f"(N, H, W, C) with channel_first=False{one_image}")
+    check_finite(torch.as_tensor(x_batch), "x_batch", "drop or repair those inputs")
     if y_batch is not None and len(y_batch) != x_shape[0]:
         raise ValueError(f"y_batch has {len(y_batch)} targets but x_batch has {x_shape[0]} inputs")
     if a_batch is None:
@@ -123,7 +122,7 @@ def _check_call(x_batch: Any, y_batch: Any, a_batch: Any, channel_first: bool | 
         x_shape = (x_shape[0], x_shape[3], x_shape[1], x_shape[2])
         a = a.movedim(-1, 1) if a.ndim == 4 else a
     check_attributions(tuple(a.shape), x_shape)
-    check_finite(a)
+    check_explanations(a)
 
 
 class TorchMetric(Metric[list[float]]):
@@ -209,13 +208,16 @@ class TorchMetric(Metric[list[float]]):
 
     @staticmethod
     def tensors(model, x_batch, y_batch, a_batch) -> tuple[Network, Tensor, Tensor, Tensor]:
-        """The network and the batch as tensors on its device; attributions checked and shaped ``(B, 1|C, H, W)``."""
+        """The network and the batch as tensors on its device; the model's outputs checked, attributions checked and
+        shaped ``(B, 1|C, H, W)``."""
         net = model if isinstance(model, Network) else Network(model)
         x = torch.as_tensor(x_batch, dtype=torch.float32, device=net.device)
         y = torch.as_tensor(y_batch, device=net.device).long().reshape(-1)
         a = torch.as_tensor(a_batch, dtype=torch.float32, device=net.device)
+        with explaining(net.module), torch.no_grad():  # one forward: a broken model gives one clear error
+            check_model_outputs(net(x))
         check_attributions(tuple(a.shape), tuple(x.shape))
-        check_finite(a)
+        check_explanations(a)
         if a.ndim == 3:
             a = a[:, None]
         return net, x, y, a

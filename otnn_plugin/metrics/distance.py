@@ -11,6 +11,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .._finite import check_finite
+
 __all__ = [
     "DISTANCES",
     "Distance",
@@ -71,8 +73,8 @@ def explanation_distance(a: Tensor, b: Tensor, distance: Distance = "l2") -> Ten
                          "give two batches of the same shape (B, ...)")
     if a.ndim < 2 or a.shape[0] == 0:
         raise ValueError(f"expected a non-empty batch of explanations (B, ...), got shape {tuple(a.shape)}")
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-        raise ValueError("explanations contain NaN or infinite values: fix the explanation method before comparing")
+    for name, batch in (("a", a), ("b", b)):
+        check_finite(batch, f"explanations {name}", "fix the explanation method before comparing")
     a, b = a.flatten(1), b.flatten(1)
     if distance == "l2":
         return (a - b).norm(dim=1)

@@ -10,7 +10,7 @@ from PIL import Image
 from quantus.helpers.enums import EvaluationCategory, ScoreDirection
 from torch import Tensor
 
-from .base import TorchMetric, check_attributions, check_finite
+from .base import TorchMetric, check_attributions, check_explanations
 
 __all__ = ["JPEGComplexity", "grayscale_maps", "jpeg_kilobytes"]
 
@@ -61,5 +61,5 @@ class JPEGComplexity(TorchMetric):
     def evaluate_batch(self, model, x_batch, y_batch, a_batch, **kwargs) -> list[float]:
         a = torch.as_tensor(a_batch, dtype=torch.float32)
         check_attributions(tuple(a.shape), tuple(np.shape(x_batch)))
-        check_finite(a)
+        check_explanations(a)
         return jpeg_kilobytes(a, self.quality).tolist()

@@ -32,7 +32,7 @@ GROUPS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "celeba_small_otnn": ("celeba_small_otnn", []),
     },
     "fashion": {
-        "fashion_small_otnn_lam5": ("fashionmnist_small_otnn", []),
+        "fashion_small_otnn_lam5": ("fashionmnist_small_otnn", ["--loss-arg", "alpha=0.2", "--loss-arg", "lam=5"]),
         "fashion_small_otnn_lam10": ("fashionmnist_small_otnn", ["--loss-arg", "alpha=0.1", "--loss-arg", "lam=10"]),
         "fashion_small_otnn_lam20": ("fashionmnist_small_otnn", ["--loss-arg", "alpha=0.05", "--loss-arg", "lam=20"]),
         "fashion_otnn": ("fashionmnist_budget_otnn", []),

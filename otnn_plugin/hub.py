@@ -41,7 +41,9 @@ def registry_models() -> list[str]:
 
 
 def _hub_offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    from .data.sources import offline_mode  # here, not at the top: it imports `datasets`
+
+    return offline_mode() is not None
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,9 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .._names import unknown_name
+from .._yaml import read_yaml
 
 __all__ = ["Recipe", "load_recipe", "list_recipes", "SCHEDULES"]
 
@@ -96,12 +95,7 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
         if str(name_or_path) not in shipped:
             raise unknown_name("recipe", str(name_or_path), shipped)
         path = shipped[str(name_or_path)]
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe file {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    raw = read_yaml(path, "recipe") or {}
     if not isinstance(raw, dict):
         raise ValueError(f"recipe {path} must be a mapping of settings, got {type(raw).__name__}")
     raw.setdefault("name", path.stem)

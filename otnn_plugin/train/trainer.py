@@ -7,7 +7,6 @@ generator seeded by ``(seed, epoch)``, so a resumed run repeats an uninterrupted
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from tqdm.auto import tqdm
 from .. import data as datasets
 from ..data.transforms import celeba_augment
 from .._environment import environment
-from .._files import atomic_write_text
+from .._files import atomic_write_text, check_output
 from ..lipschitz import is_otnn
 from ..losses import NonFiniteOutputsError
 from ..spectral import set_power_iterations
@@ -100,15 +99,9 @@ def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = 
 
 
 def _check_writable(run_dir: Path, resume: bool) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"output {run_dir} exists and is not a folder")
+    check_output(run_dir, folder=True)
     if (run_dir / CHECKPOINT).exists() and not resume:
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
-    probe = run_dir if run_dir.exists() else next(p for p in run_dir.parents if p.exists())
-    try:
-        tempfile.TemporaryFile(dir=probe).close()
-    except OSError as err:
-        raise ValueError(f"cannot write to {run_dir}: {err.strerror}") from None
 
 
 def _read_log(path: Path, completed: int) -> list[dict]:

@@ -86,15 +86,14 @@ def test_power_iteration_bounds_the_local_lipschitz_constant(build: Callable[[],
     """Largest singular value of the Jacobian at a random input, by power iteration on ``J^T J``: ``J^T u`` by
     ``vjp``, ``J v`` by a ``vjp`` of that ``vjp`` (a double backward), checked against ``jvp`` and an SVD."""
     model, x = build(), torch.rand(shape)
-    _, vjp = torch.func.vjp(model, x)
-    zero = torch.zeros_like(model(x))
-    _, vjp_of_vjp = torch.func.vjp(lambda u: vjp(u)[0], zero)
+    out, vjp = torch.func.vjp(model, x)
+    _, vjp_of_vjp = torch.func.vjp(lambda u: vjp(u)[0], torch.zeros_like(out))
     v = torch.randn_like(x)
     torch.testing.assert_close(vjp_of_vjp(v)[0], torch.func.jvp(model, (x,), (v,))[1], rtol=1e-4, atol=1e-9)
     for _ in range(30):
         v = vjp(vjp_of_vjp(v / v.norm())[0])[0]
     sigma = vjp_of_vjp(v / v.norm())[0].norm()
-    jacobian = torch.func.jacrev(model)(x).flatten(end_dim=zero.dim() - 1).flatten(1)
+    jacobian = torch.func.jacrev(model)(x).flatten(end_dim=out.dim() - 1).flatten(1)
     torch.testing.assert_close(sigma, torch.linalg.matrix_norm(jacobian, 2), rtol=1e-3, atol=0)
     assert 0 < sigma <= 1 + 1e-3
 

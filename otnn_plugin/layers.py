@@ -183,9 +183,12 @@ def _windows(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
 
 
 def _cells(x: torch.Tensor, kernel: tuple[int, int]) -> list[torch.Tensor]:
-    """The ``kh * kw`` cells of every window, ``(*, H // kh, W // kw)`` views, in the order ``avg_pool2d`` adds."""
-    windows = _windows(x, kernel)
-    return [windows[..., i, :, j] for i in range(kernel[0]) for j in range(kernel[1])]
+    """The ``kh * kw`` cells of every window, ``(*, H // kh, W // kw)`` views, in the order ``avg_pool2d`` adds.
+
+    Taken with ``unbind``, whose backward stacks the cells' gradients in one pass; ``select`` would fill a zero
+    tensor of the size of ``x`` for each cell.
+    """
+    return [cell for row in _windows(x, kernel).unbind(-3) for cell in row.unbind(-1)]
 
 
 def _window_sums_of_squares(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:

@@ -53,9 +53,10 @@ class MeanThroughConv(nn.Module):
 
 @pytest.fixture(scope="module")
 def otnn() -> nn.Module:
-    """A random OTNN; the orthogonal start gives each image distinct features (the smooth one blurs them alike)."""
+    """A random OTNN whose images get distinct last-stage features: SpectralConv2d from deel-torchlip's orthogonal
+    start (a random BCOP or smooth start gives every image nearly the same features, and Grad-CAM maps of zero)."""
     torch.manual_seed(0)
-    return timm.create_model("otnn_vgg_fashionmnist_small", conv_init="orthogonal").eval()
+    return timm.create_model("otnn_vgg_fashionmnist_small", conv="spectral", conv_init="orthogonal").eval()
 
 
 @pytest.fixture(scope="module")

@@ -84,8 +84,9 @@ def test_jacrev_of_an_otnn_equals_the_jacobian_built_row_by_row():
 ])
 def test_power_iteration_bounds_the_local_lipschitz_constant(build: Callable[[], nn.Module], shape):
     """Largest singular value of the Jacobian at a random input, by power iteration on ``J^T J``: ``J^T u`` by
-    ``vjp``, ``J v`` by a ``vjp`` of that ``vjp`` (a double backward), checked against ``jvp`` and an SVD."""
-    model, x = build(), torch.rand(shape)
+    ``vjp``, ``J v`` by a ``vjp`` of that ``vjp`` (a double backward), checked against ``jvp`` and an SVD; in double
+    precision, so the two routes agree beyond float32 rounding."""
+    model, x = build().double(), torch.rand(shape, dtype=torch.float64)
     out, vjp = torch.func.vjp(model, x)
     _, vjp_of_vjp = torch.func.vjp(lambda u: vjp(u)[0], torch.zeros_like(out))
     v = torch.randn_like(x)
@@ -100,11 +101,13 @@ def test_power_iteration_bounds_the_local_lipschitz_constant(build: Callable[[],
 
 def test_gradient_penalty_double_backward_equals_torchlips():
     """``grad(out, x, create_graph=True)``, then the backward of a penalty on its norm, in training mode: finite
-    weight gradients, equal to those through deel-torchlip's GroupSort2 and pooling (no ties, no zero window)."""
-    ours = small_otnn().train()
+    weight gradients, equal to those through deel-torchlip's GroupSort2 and pooling (no ties, no zero window), in
+    double precision so that the two summation orders agree beyond float32 rounding."""
+    ours = small_otnn().double().train()
     grads = []
     for model in (ours, with_torchlip_layers(ours)):
-        x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64,
+                       requires_grad=True)
         (grad_x,) = torch.autograd.grad(model(x)[:, 0].sum(), x, create_graph=True)
         (grad_x.flatten(1).norm(dim=1) - 1).square().mean().backward()
         grads.append([param.grad for param in model.parameters() if param.grad is not None])

@@ -6,8 +6,6 @@ import json
 import shlex
 from pathlib import Path
 
-import yaml
-
 from .._files import check_output
 from ..hub import registry_dir, save_to_registry
 from ..train import list_recipes, load_recipe, prepare, train
@@ -15,6 +13,7 @@ from ..train.card import model_card
 from ..train.precision import PRECISIONS
 from ..train.scores import test_diagnostics
 from ..train.trainer import LOG
+from ._args import key_value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,9 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="power-iteration steps per training forward in each spectral layer (OTNNs)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="fp32, or bf16 autocast (refused for OTNNs whose 1-Lipschitz bound it breaks)")
-    parser.add_argument("--loss-arg", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+    parser.add_argument("--loss-arg", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                         help="override one loss argument of the recipe (repeatable), e.g. --loss-arg lam=10")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                         help="override one model argument of the recipe (repeatable), e.g. --model-arg conv=spectral")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--data-dir", help="folder holding the local datasets (default: $OTNN_DATA_DIR, else the hub)")
@@ -47,14 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--registry-dir", type=Path, help="registry root (default: $OTNN_REGISTRY or ./registry)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
-
-
-def _key_value(text: str) -> tuple[str, object]:
-    """``KEY=VALUE``, the value read as YAML (``lam=10`` is the number 10, ``conv=spectral`` the string)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
 
 
 def run(args: argparse.Namespace) -> int:

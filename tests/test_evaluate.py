@@ -431,8 +431,8 @@ def test_weights_from_a_file_are_loaded(tmp_path, data_dir):
     models = {"Twin": {"model": "unconstrained_vgg_fashionmnist_small", "weights": "twin.safetensors"}}
     prepared = prepare(load_config(write_config(tmp_path, models=models)), data_dir)
     x = torch.as_tensor(prepared.x)
-    with torch.no_grad():
-        assert torch.equal(prepared.models["Twin"](x), model(x))
+    with torch.no_grad():  # on the CPU, where the saved model is, for a bit-for-bit comparison
+        assert torch.equal(prepared.models["Twin"].cpu()(x), model(x))
     models = {"Twin": {"model": "otnn_vgg_fashionmnist_small", "weights": "twin.safetensors"}}
     with pytest.raises(ValueError, match="does not hold weights of otnn_vgg_fashionmnist_small"):
         prepare(load_config(write_config(tmp_path, models=models)), data_dir)

@@ -77,7 +77,7 @@ def test_boundary_report_by_hand():
 def test_trained_snowflake_otnn_lands_on_its_boundary_and_the_twin_does_not(offline, snowflake_test_points):
     """Paper Prop. 2 / Fig. 2 on the registry weights: one step with t = 1 reaches f = 0 for the OTNN only."""
     points, _ = snowflake_test_points
-    models = snowflake_models(pretrained=True)
+    models = snowflake_models(pretrained=True, device="cpu")  # where the test points are
     otnn = boundary_report(models["otnn_mlp_snowflake"], points, tolerance=TOLERANCE)
     assert otnn.median_ratio < 0.02
     assert otnn.within_tolerance > 0.99

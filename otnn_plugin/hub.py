@@ -2,11 +2,13 @@
 
 Every trained model lives in ``registry/<timm name>/`` in the hub layout (``config.json`` as timm's ``save_for_hf``
 writes it, ``model.safetensors``, ``README.md`` model card) and is published as ``otnn-plugin/<timm name>``.
-Weights are always read from safetensors, never from pickle.
+Weights are always read from safetensors, never from pickle, and checked against the sha256 that ``config.json``
+records (``weights_sha256``) before they are loaded: a damaged or truncated file fails in one line.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -19,10 +21,14 @@ from torch import nn
 
 __all__ = [
     "HUB_ORG", "registry_dir", "hub_id", "resolve_weights", "save_to_registry", "push_to_hub", "registry_models",
+    "file_sha256", "verify_weights",
 ]
 
 HUB_ORG = "otnn-plugin"
 WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+#: The ``config.json`` key holding the sha256 of ``model.safetensors``.
+SHA256_KEY = "weights_sha256"
 
 
 def registry_dir() -> Path:
@@ -61,24 +67,53 @@ def hub_reachable(timeout_s: float = 2.0) -> bool:
         return False
 
 
-def resolve_weights(model_name: str) -> Path:
-    """Path of ``model_name``'s safetensors weights: downloaded from the hub, else from the registry.
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    Raises ``FileNotFoundError`` naming both places when neither has them.
+
+def verify_weights(weights: Path, config: Path) -> Path:
+    """``weights`` if its sha256 is the one ``config`` records; a one-line ``ValueError`` saying how to restore it
+    otherwise. A config without a checksum (older folders) is accepted as it is."""
+    recorded = json.loads(config.read_text()).get(SHA256_KEY) if config.is_file() else None
+    if recorded is None:
+        return weights
+    actual = file_sha256(weights)
+    if actual != recorded:
+        raise ValueError(
+            f"{weights} is damaged: its sha256 {actual[:16]}... differs from {recorded[:16]}... recorded in {config} "
+            f"({weights.stat().st_size} bytes); restore it (`git checkout -- {weights.parent}` for the registry, or "
+            "delete it to download it again) or retrain the model"
+        )
+    return weights
+
+
+def resolve_weights(model_name: str) -> Path:
+    """Path of ``model_name``'s safetensors weights, checked against their recorded sha256: downloaded from the hub,
+    else from the registry.
+
+    Raises ``FileNotFoundError`` naming both places when neither has them, ``ValueError`` for damaged weights.
     """
     tried = []
     if hub_reachable():
         from huggingface_hub import hf_hub_download
 
         try:
-            return Path(hf_hub_download(hub_id(model_name), WEIGHTS, etag_timeout=5))
+            weights = Path(hf_hub_download(hub_id(model_name), WEIGHTS, etag_timeout=5))
+            return verify_weights(weights, Path(hf_hub_download(hub_id(model_name), CONFIG, etag_timeout=5)))
+        except ValueError:
+            raise
         except Exception as err:  # unknown repo, rate limit, broken connection: fall back to the registry
             tried.append(f"hub {hub_id(model_name)} ({type(err).__name__})")
     else:
         tried.append(f"hub {hub_id(model_name)} (offline or unreachable)")
     local = registry_dir() / model_name / WEIGHTS
     if local.is_file():
-        return local
+        return verify_weights(local, local.with_name(CONFIG))
     tried.append(f"registry {local} (missing)")
     available = ", ".join(registry_models()) or "none"
     raise FileNotFoundError(
@@ -101,10 +136,13 @@ def save_to_registry(model: nn.Module, model_name: str, card: str, root: Path | 
     try:
         save_for_hf(model, str(staging), model_config={"architecture": model_name.split(".")[0]},
                     safe_serialization=True)
-        (staging / "README.md").write_text(card)
-        config = json.loads((staging / "config.json").read_text())
+        config = json.loads((staging / CONFIG).read_text())
         if not (staging / WEIGHTS).is_file() or config.get("architecture") != model_name.split(".")[0]:
             raise RuntimeError(f"timm's save_for_hf did not write {WEIGHTS} for {model_name}")
+        config[SHA256_KEY] = file_sha256(staging / WEIGHTS)
+        (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (staging / "README.md").write_text(f"{card.rstrip()}\n\n## Weights\n\n`{WEIGHTS}`, sha256 "
+                                           f"`{config[SHA256_KEY]}` (checked on every load).\n")
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)

@@ -1,11 +1,12 @@
 """Issue 22, fault injection: every wrong input is refused in one line, with a non-zero exit, and nothing written.
 
 Each case feeds one fault (NaN or infinite values, a bad ``--out``, no network, a missing folder, a missing batch
-dimension) to a public entry point and checks the one-line error; CLI cases also check the exit code and that no
+dimension, damaged weights) to a public entry point and checks the one-line error; CLI cases also check the exit code and that no
 file was created or changed. Nothing here needs the shared data or the network.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -358,3 +359,44 @@ def test_subpackages_are_lazy_attributes_of_the_package():
             "      otnn_plugin.metrics.Deletion)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def registry_copy(tmp_path, monkeypatch) -> Path:
+    """The snowflake OTNN's registry folder, copied into a registry of its own that pretrained loads read (offline)."""
+    import shutil
+
+    folder = tmp_path / "registry" / "otnn_mlp_snowflake"
+    shutil.copytree(REPO / "registry" / "otnn_mlp_snowflake", folder)
+    monkeypatch.setenv("OTNN_REGISTRY", str(folder.parent))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub.hub_reachable.cache_clear()
+    yield folder
+    hub.hub_reachable.cache_clear()
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "empty"])
+def test_damaged_weights_are_refused_in_one_line(registry_copy, damage, tmp_path, capsys):
+    weights = registry_copy / "model.safetensors"
+    data = weights.read_bytes()
+    data = {"flipped": data[:-64] + bytes(b ^ 0xFF for b in data[-64:]),  # in the tensor data, header intact
+            "truncated": data[:len(data) // 2], "empty": b""}[damage]
+    weights.write_bytes(data)
+    with pytest.raises(ValueError, match="is damaged: its sha256") as err:
+        timm.create_model("otnn_mlp_snowflake", pretrained=True)
+    assert "\n" not in str(err.value) and "git checkout" in str(err.value)
+    out = tmp_path / "sheet.png"
+    message = one_line_error(main(["snowflake", "--pretrained", "--out", str(out)]), capsys)
+    assert "is damaged" in message and not out.exists()
+
+
+def test_weights_that_load_but_break_the_lipschitz_bound_are_refused(registry_copy):
+    """Without a checksum (older folders) a file that loads is still checked: finite outputs and ||grad f|| <= 1."""
+    from safetensors.torch import load_file, save_file
+
+    config = registry_copy / "config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "weights_sha256"}))
+    tensors = {name: value * 3 for name, value in load_file(registry_copy / "model.safetensors").items()}
+    save_file(tensors, str(registry_copy / "model.safetensors"))  # the cached Björck weights now have norm 3
+    with pytest.raises(ValueError, match="input gradients of norm .* > 1, impossible for an OTNN"):
+        timm.create_model("otnn_mlp_snowflake", pretrained=True)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch import nn
+
 PAPER = dict(
     paper_ids="arXiv:2206.06854",
     paper_name="On the explainable properties of 1-Lipschitz Neural Networks: An Optimal Transport Perspective",
@@ -42,3 +45,31 @@ def with_pretrained_file(variant: str, pretrained: bool, kwargs: dict[str, Any])
     full_name = f"{variant}.{cfg.tag}" if cfg is not None and cfg.tag else variant
     overlay = {**(kwargs.get("pretrained_cfg_overlay") or {}), "file": str(resolve_weights(full_name))}
     return {**kwargs, "pretrained_cfg_overlay": overlay}
+
+
+#: Seeded random inputs that every loaded model must map to finite outputs (and, for an OTNN, gradients <= 1).
+_CHECK_INPUTS = 4
+_LIPSCHITZ_TOLERANCE = 1e-3
+
+
+def check_pretrained(model: nn.Module, name: str, sample_shape: tuple[int, ...]) -> nn.Module:
+    """``model`` after its weights were loaded, if it maps a few seeded random inputs of ``sample_shape`` to finite
+    outputs and, for an OTNN, its input gradients have norm at most ``1 + 1e-3``; else a one-line ``ValueError``.
+
+    The weights' checksum catches a damaged file; this catches weights that load but are not what the name says.
+    """
+    from ..lipschitz import explaining, input_gradient_norms, is_otnn
+
+    x = torch.rand(_CHECK_INPUTS, *sample_shape, generator=torch.Generator().manual_seed(0))
+    with explaining(model):
+        with torch.no_grad():
+            finite = bool(torch.isfinite(model(x)).all())
+        largest = input_gradient_norms(model, x).max().item() if finite and is_otnn(model) else 0.0
+    if not finite:
+        problem = "NaN or infinite outputs"
+    elif largest > 1 + _LIPSCHITZ_TOLERANCE:
+        problem = f"input gradients of norm {largest:.4g} > 1, impossible for an OTNN"
+    else:
+        return model
+    raise ValueError(f"{name}: the loaded weights give {problem} on random inputs; the weights file is damaged or "
+                     "belongs to another model: restore or retrain it")

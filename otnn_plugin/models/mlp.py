@@ -12,7 +12,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from ..layers import GroupSort2, SpectralLinear
-from ._common import default_cfg, with_pretrained_file
+from ._common import check_pretrained, default_cfg, with_pretrained_file
 
 __all__ = ["MLP"]
 
@@ -73,11 +73,14 @@ class MLP(nn.Module):
 
 def _create_mlp(variant: str, pretrained: bool, **kwargs) -> MLP:
     out_indices = kwargs.pop("out_indices", tuple(range(len(kwargs.get("hidden", DEFAULT_HIDDEN)))))
-    return build_model_with_cfg(
+    model = build_model_with_cfg(
         MLP, variant, pretrained, lipschitz=variant.startswith("otnn_"),
         feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
         **with_pretrained_file(variant, pretrained, kwargs),
     )
+    if pretrained and not kwargs.get("features_only"):
+        check_pretrained(model, variant, (kwargs.get("in_chans", 2),))
+    return model
 
 
 default_cfgs = generate_default_cfgs({

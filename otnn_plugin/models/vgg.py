@@ -23,7 +23,7 @@ from ..labels import CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
 from ..layers import GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d, SpectralConv2d, SpectralLinear
 from ..orthogonal import PADDING_MODES, OrthogonalConv2d
 from ..spectral import smooth_orthogonal_init_
-from ._common import default_cfg, pretrained_cfg_of, with_pretrained_file
+from ._common import check_pretrained, default_cfg, pretrained_cfg_of, with_pretrained_file
 
 __all__ = ["VGGSpec", "VGGNet", "CONV_TYPES", "CONV_INITS"]
 
@@ -201,7 +201,7 @@ def _create_vgg(variant: str, pretrained: bool, spec: VGGSpec, **kwargs) -> VGGN
     out_indices = kwargs.pop("out_indices", tuple(range(len(spec.stages))))
     if "img_size" not in kwargs:
         kwargs["img_size"] = tuple(pretrained_cfg_of(variant, kwargs).input_size[1:])
-    return build_model_with_cfg(
+    model = build_model_with_cfg(
         VGGNet,
         variant,
         pretrained,
@@ -210,6 +210,10 @@ def _create_vgg(variant: str, pretrained: bool, spec: VGGSpec, **kwargs) -> VGGN
         feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
         **with_pretrained_file(variant, pretrained, kwargs),
     )
+    if pretrained and not kwargs.get("features_only"):
+        in_chans = kwargs.get("in_chans", model.pretrained_cfg["input_size"][0])
+        check_pretrained(model, variant, (in_chans, *model.img_size))
+    return model
 
 
 _FASHION = dict(

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         plan[name].update(exit_code=code, seconds=round(time.time() - started, 1))
         log = args.out / "runs" / name / "log.jsonl"
         if log.is_file():
-            lines = [json.loads(x) for x in log.read_text().splitlines()][1:]
+            lines = [line for line in map(json.loads, log.read_text().splitlines()) if "epoch" in line]
             plan[name]["epochs_done"] = len(lines)
             plan[name]["seconds_per_epoch"] = [round(line["seconds"], 2) for line in lines]
             plan[name]["test"] = lines[-1]["test"] if lines else None

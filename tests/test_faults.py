@@ -400,3 +400,39 @@ def test_weights_that_load_but_break_the_lipschitz_bound_are_refused(registry_co
     save_file(tensors, str(registry_copy / "model.safetensors"))  # the cached Björck weights now have norm 3
     with pytest.raises(ValueError, match="input gradients of norm .* > 1, impossible for an OTNN"):
         timm.create_model("otnn_mlp_snowflake", pretrained=True)
+
+
+@pytest.fixture
+def a_started_run(tmp_path, data_dir) -> tuple[Path, dict[Path, bytes | None]]:
+    """One epoch of a tiny snowflake run, and its files, to resume."""
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", "snowflake_otnn", "--epochs", "1", "--train-limit", "256", "--test-limit", "64",
+                 "--data-dir", str(data_dir), "--device", "cpu", "--quiet", "--out", str(run)]) == 0
+    return run, files_under(run)
+
+
+@pytest.mark.parametrize("changes, named", [
+    (["--lr", "0.01"], "lr 0.002 -> 0.01"),
+    (["--train-limit", "128"], "train_limit 256 -> 128"),
+    (["--seed", "3", "--lr", "0.01"], "lr 0.002 -> 0.01; seed 0 -> 3"),
+    (["--loss-arg", "lam=3"], "loss_args"),
+])
+def test_resume_with_other_settings_is_refused_naming_each(a_started_run, changes, named, data_dir, capsys):
+    run, before = a_started_run
+    capsys.readouterr()
+    code = main(["train", "--recipe", "snowflake_otnn", "--epochs", "2", "--train-limit", "256", "--test-limit", "64",
+                 "--data-dir", str(data_dir), "--device", "cpu", "--quiet", "--out", str(run), "--resume", *changes])
+    message = one_line_error(code, capsys)
+    assert "cannot resume" in message and named in message
+    assert files_under(run) == before
+
+
+def test_a_damaged_checkpoint_is_refused_in_one_line(a_started_run, data_dir, capsys):
+    run, _ = a_started_run
+    checkpoint = run / "checkpoint.safetensors"
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[:-16] + bytes(b ^ 0xFF for b in data[-16:]))
+    capsys.readouterr()
+    code = main(["train", "--recipe", "snowflake_otnn", "--epochs", "2", "--train-limit", "256", "--test-limit", "64",
+                 "--data-dir", str(data_dir), "--device", "cpu", "--quiet", "--out", str(run), "--resume"])
+    assert "do not match the sha256" in one_line_error(code, capsys)

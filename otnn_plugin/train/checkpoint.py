@@ -1,6 +1,12 @@
-"""Training checkpoints in safetensors, written atomically: a complete file or the previous one, never half."""
+"""Training checkpoints in safetensors, written atomically: a complete file or the previous one, never half.
+
+Each checkpoint records the run's resolved settings and a sha256 of its tensors. Resuming checks both: damaged
+bytes, or settings that differ from the run's (another recipe, learning rate, data limit, seed, model argument...),
+are refused in one line. Only ``epochs`` may change on resume (:data:`RESUMABLE`), to extend or shorten a run.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,9 +17,25 @@ from torch import nn
 
 from .._files import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "RESUMABLE"]
 
 CHECKPOINT = "checkpoint.safetensors"
+#: Settings that may differ between a run and its resumption.
+RESUMABLE = frozenset({"epochs"})
+
+
+def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _settings_differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (saved, now)}`` for every setting that differs, ``RESUMABLE`` ones included."""
+    return {key: (saved.get(key), now.get(key)) for key in sorted(set(saved) | set(now))
+            if json.dumps(saved.get(key), sort_keys=True) != json.dumps(now.get(key), sort_keys=True)}
 
 
 def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, objective: nn.Module,
@@ -28,6 +50,7 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, objective: nn.M
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     metadata = {
         "epoch": str(epoch),
+        "sha256": _tensors_sha256(tensors),
         "param_groups": json.dumps(optim_state["param_groups"]),
         "meta": json.dumps(meta),
     }
@@ -37,16 +60,37 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, objective: nn.M
 
 
 def load_checkpoint(run_dir: Path, model: nn.Module, objective: nn.Module,
-                    optimizer: torch.optim.Optimizer) -> int:
-    """Restore the states saved by :func:`save_checkpoint`; returns the number of completed epochs."""
-    from safetensors import safe_open
+                    optimizer: torch.optim.Optimizer, recipe: dict[str, Any] | None = None
+                    ) -> tuple[int, dict[str, tuple[Any, Any]]]:
+    """Restore the states saved by :func:`save_checkpoint`: the number of completed epochs, and the resumable
+    settings that changed (``{name: (saved, now)}``).
+
+    ``recipe`` (the resolved settings of the resumed run) must equal the saved run's, :data:`RESUMABLE` aside.
+    """
+    from safetensors import SafetensorError, safe_open
 
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint to resume from: {path} does not exist")
-    with safe_open(str(path), "pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_file(str(path))
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata()
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"cannot resume from {path}: the file is not a readable checkpoint ({err}); "
+                         "start a new --out") from None
+    if metadata.get("sha256") not in (None, _tensors_sha256(tensors)):
+        raise ValueError(f"cannot resume from {path}: its tensors do not match the sha256 it recorded (damaged "
+                         "file); start a new --out")
+    changed = {}
+    if recipe is not None:
+        saved = json.loads(metadata.get("meta", "{}")).get("recipe", {})
+        changed = _settings_differences(saved, recipe)
+        fixed = {key: pair for key, pair in changed.items() if key not in RESUMABLE}
+        if fixed:
+            listed = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in fixed.items())
+            raise ValueError(f"cannot resume {run_dir} with other settings than its run: {listed}; resume with "
+                             "the run's settings, or start a new --out")
     device = next(model.parameters()).device
 
     def section(prefix: str) -> dict[str, torch.Tensor]:
@@ -59,4 +103,4 @@ def load_checkpoint(run_dir: Path, model: nn.Module, objective: nn.Module,
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
-    return int(metadata["epoch"])
+    return int(metadata["epoch"]), changed

@@ -118,17 +118,19 @@ def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progres
     run_dir = Path(run_dir)
     _check_writable(run_dir, resume)
     optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=recipe.lr)
-    done = load_checkpoint(run_dir, model, objective, optimizer) if resume else 0
+    done, changed = load_checkpoint(run_dir, model, objective, optimizer, recipe.to_dict()) if resume else (0, {})
     log = _read_log(run_dir / LOG, done) if resume else []
     if not log:
         log = [{"event": "start", "recipe": recipe.to_dict(), "environment": environment(device),
                 "otnn": is_otnn(model), "train_size": len(prepared.train[0]), "test_size": len(prepared.test[0])}]
+    elif changed:
+        log.append({"event": "resume", "after_epoch": done, "changed": {k: list(v) for k, v in changed.items()}})
     run_dir.mkdir(parents=True, exist_ok=True)
 
     x_train, y_train = (t.to(device) for t in prepared.train)
     augment = celeba_augment if recipe.augment else None
     started = time.perf_counter() - sum(line.get("seconds", 0.0) for line in log)
-    scores: dict = log[-1].get("test", {}) if done else {}
+    scores: dict = next((line["test"] for line in reversed(log) if "test" in line), {})
     for epoch in range(done + 1, recipe.epochs + 1):
         generator = torch.Generator(device=device).manual_seed(recipe.seed * 100_003 + epoch)
         order = torch.randperm(len(x_train), generator=generator, device=device)

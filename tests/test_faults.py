@@ -436,3 +436,20 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(a_started_run, data_dir, ca
     code = main(["train", "--recipe", "snowflake_otnn", "--epochs", "2", "--train-limit", "256", "--test-limit", "64",
                  "--data-dir", str(data_dir), "--device", "cpu", "--quiet", "--out", str(run), "--resume"])
     assert "do not match the sha256" in one_line_error(code, capsys)
+
+
+def test_non_finite_training_data_is_told_apart_from_divergence(data_dir, monkeypatch):
+    import otnn_plugin.train.trainer as trainer
+    from otnn_plugin.train import load_recipe, prepare
+
+    to_tensors = trainer.datasets.to_tensors
+
+    def with_a_nan(ds):
+        x, y = to_tensors(ds)
+        x[::50, 0] = float("nan")
+        return x, y
+
+    monkeypatch.setattr(trainer.datasets, "to_tensors", with_a_nan)
+    with pytest.raises(ValueError, match=r"NaN or infinite values in the snowflake train images \(samples .*a data "
+                                         r"problem, not a training one"):
+        prepare(load_recipe("snowflake_otnn", train_limit=512, test_limit=64), device="cpu", data_dir=data_dir)

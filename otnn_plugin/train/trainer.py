@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .. import data as datasets
 from ..data.transforms import celeba_augment
 from .._environment import environment
+from .._finite import check_finite
 from .._files import atomic_write_text, check_output
 from ..lipschitz import is_otnn
 from ..losses import NonFiniteOutputsError
@@ -88,7 +89,10 @@ def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = 
     splits = []
     for offset, (split, limit) in enumerate((("train", recipe.train_limit), ("test", recipe.test_limit))):
         ds = datasets.load_dataset(recipe.dataset, split, data_dir=data_dir, **recipe.dataset_args)
-        splits.append(_subset(*datasets.to_tensors(ds), limit, recipe.seed + offset))
+        x, y = _subset(*datasets.to_tensors(ds), limit, recipe.seed + offset)
+        check_finite(x, f"the {recipe.dataset} {split} images", "a data problem, not a training one: repair or drop "
+                     "those images")
+        splits.append((x, y))
     task = task_of(splits[0][1])
     objective = build_objective(recipe.loss, dict(recipe.loss_args), model.num_classes, task)
     if recipe.augment and recipe.dataset != "celeba":

@@ -453,3 +453,34 @@ def test_non_finite_training_data_is_told_apart_from_divergence(data_dir, monkey
     with pytest.raises(ValueError, match=r"NaN or infinite values in the snowflake train images \(samples .*a data "
                                          r"problem, not a training one"):
         prepare(load_recipe("snowflake_otnn", train_limit=512, test_limit=64), device="cpu", data_dir=data_dir)
+
+
+def test_evaluation_with_other_weights_is_refused_on_rerun_and_merge(tmp_path, data_dir, capsys):
+    """Results record each model's weight fingerprint: a rerun into the same folder with other weights, and a
+    leaderboard merging results of other weights, are refused in one line."""
+    from safetensors.torch import save_file
+
+    def save_twin(seed: int) -> None:
+        torch.manual_seed(seed)
+        twin = timm.create_model("unconstrained_vgg_fashionmnist_small")
+        save_file(twin.state_dict(), str(tmp_path / "twin.safetensors"))
+
+    config = tmp_path / "weights.yaml"
+    config.write_text(yaml.safe_dump({
+        "dataset": "fashion_mnist", "samples": 4, "batch_size": 2,
+        "models": {"Twin": {"model": "unconstrained_vgg_fashionmnist_small", "weights": "twin.safetensors"}},
+        "explainers": {"saliency": {}}, "metrics": {"sparseness": {"metric": "quantus.Sparseness"}},
+    }))
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--quiet", "--data-dir", str(data_dir), "--no-leaderboard"]
+    save_twin(0)
+    assert main(["evaluate", str(config), "--out", str(first), *common]) == 0
+    save_twin(1)
+    before = files_under(first)
+    capsys.readouterr()
+    message = one_line_error(main(["evaluate", str(config), "--out", str(first), *common]), capsys)
+    assert "other weights for Twin" in message and files_under(first) == before
+    assert main(["evaluate", str(config), "--out", str(second), *common]) == 0
+    capsys.readouterr()
+    message = one_line_error(main(["leaderboard", str(first), str(second), "--out", str(tmp_path / "board")]), capsys)
+    assert "other weights for Twin" in message and not (tmp_path / "board").exists()

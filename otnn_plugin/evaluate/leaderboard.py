@@ -26,7 +26,7 @@ import numpy as np
 
 from .._yaml import read_yaml
 from .config import model_family
-from .results import Results
+from .results import Results, weights_conflicts
 
 __all__ = ["PAPER_NUMBERS", "PaperNumbers", "build_leaderboard", "competition_ranks", "load_paper_numbers",
            "metric_table", "setting_facts", "to_csv", "to_json", "to_markdown"]
@@ -94,6 +94,10 @@ def _merge(results: list[Results]) -> list[tuple[dict[str, Any], list[Results], 
         groups[result.config_hash].append(result)
     merged = []
     for group in groups.values():
+        conflicts = weights_conflicts([result.header for result in group])
+        if conflicts:
+            raise ValueError(f"cannot merge {', '.join(str(r.path) for r in group)}: they scored other weights for "
+                             f"{', '.join(conflicts)}; rerun one of them with the same weights")
         units: dict = {}
         for result in group:
             units.update(result.units)

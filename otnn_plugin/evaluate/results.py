@@ -24,7 +24,7 @@ import numpy as np
 from .._files import atomic_write_bytes, atomic_write_text
 
 __all__ = ["EXAMPLES", "RESULTS", "Results", "Unit", "append_record", "load_examples", "open_results",
-           "read_results", "save_example"]
+           "read_results", "save_example", "weights_conflicts"]
 
 RESULTS = "results.jsonl"
 EXAMPLES = "examples.npz"
@@ -85,6 +85,17 @@ def read_results(path: str | Path) -> Results:
     return results
 
 
+def weights_conflicts(headers: list[dict[str, Any]]) -> list[str]:
+    """The model labels whose weight fingerprints differ between ``headers`` (older results record none)."""
+    seen: dict[str, str] = {}
+    conflicts = []
+    for header in headers:
+        for label, fingerprint in header.get("weights", {}).items():
+            if seen.setdefault(label, fingerprint) != fingerprint and label not in conflicts:
+                conflicts.append(label)
+    return conflicts
+
+
 def open_results(folder: Path, header: dict[str, Any]) -> Results:
     """The results in ``folder`` for the config of ``header``, created if absent, ready to append to.
 
@@ -105,6 +116,10 @@ def open_results(folder: Path, header: dict[str, Any]) -> Results:
     if any(results.header[key] != header[key] for key in ("indices", "targets")):
         raise ValueError(f"{path} holds results of the same config on other samples or targets (drawn by another "
                          "otnn-plugin version): pass another --out, or delete that folder to start over")
+    changed = weights_conflicts([results.header, header])
+    if changed:
+        raise ValueError(f"{path} holds results of other weights for {', '.join(changed)} (their fingerprint "
+                         "changed since the run began): pass another --out, or delete that folder to start over")
     size = path.stat().st_size
     complete = path.read_bytes().rfind(b"\n") + 1
     if complete < size:  # a line cut by a kill: drop it before appending

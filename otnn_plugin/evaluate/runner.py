@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .._environment import environment
 from .._finite import check_finite, check_model_outputs
+from .._fingerprint import weights_fingerprint
 from .._names import unknown_name
 from .config import EvalConfig, MetricSpec, ModelSpec
 from .label_sides import LabelSides, side_names
@@ -225,6 +226,7 @@ def _header(prepared: Prepared) -> dict[str, Any]:
         "name": config.name, "description": config.description, "config_hash": config.content_hash(),
         "config": config.content(), "indices": prepared.indices, "targets": prepared.y.tolist(),
         "target_names": prepared.target_names,
+        "weights": {label: weights_fingerprint(model) for label, model in prepared.models.items()},
     }
 
 

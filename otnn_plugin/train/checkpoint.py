@@ -6,7 +6,6 @@ are refused in one line. Only ``epochs`` may change on resume (:data:`RESUMABLE`
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,20 +15,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .._files import atomic_write
+from .._fingerprint import tensors_sha256
 
 __all__ = ["save_checkpoint", "load_checkpoint", "RESUMABLE"]
 
 CHECKPOINT = "checkpoint.safetensors"
 #: Settings that may differ between a run and its resumption.
 RESUMABLE = frozenset({"epochs"})
-
-
-def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _settings_differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -50,7 +42,7 @@ def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, objective: nn.M
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     metadata = {
         "epoch": str(epoch),
-        "sha256": _tensors_sha256(tensors),
+        "sha256": tensors_sha256(tensors),
         "param_groups": json.dumps(optim_state["param_groups"]),
         "meta": json.dumps(meta),
     }
@@ -79,7 +71,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module, objective: nn.Module,
     except (SafetensorError, OSError) as err:
         raise ValueError(f"cannot resume from {path}: the file is not a readable checkpoint ({err}); "
                          "start a new --out") from None
-    if metadata.get("sha256") not in (None, _tensors_sha256(tensors)):
+    if metadata.get("sha256") not in (None, tensors_sha256(tensors)):
         raise ValueError(f"cannot resume from {path}: its tensors do not match the sha256 it recorded (damaged "
                          "file); start a new --out")
     changed = {}

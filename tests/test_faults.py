@@ -181,6 +181,8 @@ def test_one_image_without_a_batch_dimension_names_the_layout(fashion_model, ima
             call()
     with pytest.raises(ValueError, match=r"x_batch has shape \(1, 28, 28\): .*\(N, C, H, W\).*x\[None\]"):
         Deletion()(fashion_model, one.numpy(), np.zeros(1, np.int64), one.numpy())
+    with pytest.raises(ValueError, match=r"VGGNet takes \(N, C, H, W\) batches, got shape \(1, 28, 28\).*x\[None\]"):
+        fashion_model(one)
 
 
 # --- bad --out -------------------------------------------------------------------------------------------------
@@ -416,6 +418,7 @@ def a_started_run(tmp_path, data_dir) -> tuple[Path, dict[Path, bytes | None]]:
     (["--train-limit", "128"], "train_limit 256 -> 128"),
     (["--seed", "3", "--lr", "0.01"], "lr 0.002 -> 0.01; seed 0 -> 3"),
     (["--loss-arg", "lam=3"], "loss_args"),
+    (["--model-arg", "hidden=[64, 64]"], "model_args"),
 ])
 def test_resume_with_other_settings_is_refused_naming_each(a_started_run, changes, named, data_dir, capsys):
     run, before = a_started_run

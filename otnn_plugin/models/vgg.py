@@ -186,6 +186,9 @@ class VGGNet(nn.Module):
         self.head = _classifier(self.head_hidden_size, num_classes, self.is_lipschitz)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"{type(self).__name__} takes (N, C, H, W) batches, got shape {tuple(x.shape)}; for one "
+                             "image pass x[None]")
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

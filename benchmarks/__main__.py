@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from otnn_plugin._environment import cpu_name
 from otnn_plugin._files import atomic_write_text, check_output
@@ -110,7 +109,7 @@ def run_suite(names: list[str], quick: bool, device: str, command: str) -> dict[
     env = environment(device)
     started, began, load_before = datetime.now(timezone.utc), time.perf_counter(), list(os.getloadavg())
     results, errors = {}, {}
-    for name in (bar := tqdm(names, desc="benchmarks", unit="benchmark")):
+    for name in (bar := progress_bar(names, desc="benchmarks", unit="benchmark")):
         bar.set_postfix_str(name)
         try:
             result = BENCHMARKS[name](quick, device)

@@ -28,12 +28,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._environment import environment
 from .._finite import check_finite, check_model_outputs
 from .._fingerprint import weights_fingerprint
 from .._names import unknown_name
+from .._progress import progress_bar
 from .config import EvalConfig, MetricSpec, ModelSpec
 from .label_sides import LabelSides, side_names
 from .results import Results, append_record, load_examples, open_results, save_example
@@ -274,7 +274,7 @@ def run_evaluation(
             for metric in config.metrics if metric.applies_to(explainer.label)
             for b, rows in enumerate(batches) if metric.rows(rows).stop > rows.start]
     skipped = sum(1 for unit in plan if unit in done or unit[:3] in failed)
-    bar = tqdm(total=len(plan), initial=skipped, desc=config.name, unit="unit", disable=not progress,
+    bar = progress_bar(total=len(plan), initial=skipped, desc=config.name, unit="unit", enabled=progress,
                dynamic_ncols=True)
     computed, examples_done = 0, set(load_examples(out))
     for b, rows in enumerate(batches):  # batch by batch, so a stopped run has scored the same samples everywhere

@@ -21,6 +21,7 @@ from ..data.transforms import celeba_augment
 from .._environment import environment
 from .._finite import check_finite
 from .._files import atomic_write_text, check_output
+from .._progress import progress_bar
 from ..lipschitz import is_otnn
 from ..losses import NonFiniteOutputsError
 from ..spectral import set_power_iterations
@@ -141,7 +142,7 @@ def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progres
         model.train()
         epoch_start, seen, loss_sum, hits = time.perf_counter(), 0, 0.0, 0.0
         batches = range(0, len(order), recipe.batch_size)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", disable=not progress, leave=False)
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{recipe.epochs}", enabled=progress, leave=False)
         for step, start in enumerate(bar):
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr_at((epoch - 1 + step / len(batches)) / recipe.epochs)

@@ -28,6 +28,7 @@ import torch
 
 from otnn_plugin._environment import cpu_name
 from otnn_plugin._files import atomic_write_text, check_output
+from otnn_plugin._progress import progress_bar
 
 from .report import render_markdown
 from .schema import SCHEMA, target, validate_result

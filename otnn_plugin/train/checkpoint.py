@@ -25,9 +25,10 @@ RESUMABLE = frozenset({"epochs"})
 
 
 def _settings_differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``{setting: (saved, now)}`` for every setting that differs, ``RESUMABLE`` ones included."""
-    return {key: (saved.get(key), now.get(key)) for key in sorted(set(saved) | set(now))
-            if json.dumps(saved.get(key), sort_keys=True) != json.dumps(now.get(key), sort_keys=True)}
+    """``{setting: (saved, now)}`` for every saved setting that differs now, ``RESUMABLE`` ones included (settings
+    newer than the checkpoint's version of the recipe are not compared)."""
+    return {key: (saved[key], now.get(key)) for key in sorted(saved)
+            if json.dumps(saved[key], sort_keys=True) != json.dumps(now.get(key), sort_keys=True)}
 
 
 def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, objective: nn.Module,

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from .. import data
 from ..diagnostics import transport_diagnostics
-from ..train import resolve_device
+from ..devices import resolve_device
 from ..train.objectives import task_of
 from ._args import key_value
 

@@ -12,7 +12,7 @@ from ..explainers.transport import STEPS
 from ..figures import check_png_path, save_png
 from ..figures.sheets import PAPER_ATTRIBUTES, counterfactual_sheet
 from ..lipschitz import is_otnn
-from ..train import resolve_device
+from ..devices import resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 from ..data import load_dataset, to_tensors
 from ..figures import check_png_path, save_png
 from ..figures.snowflake import boundary_report, snowflake_figure, snowflake_models
-from ..train import resolve_device
+from ..devices import resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

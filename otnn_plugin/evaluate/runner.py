@@ -34,18 +34,19 @@ from .._finite import check_finite, check_model_outputs
 from .._fingerprint import weights_fingerprint
 from .._names import unknown_name
 from .._progress import progress_bar
+from ..devices import resolve_device
 from .config import EvalConfig, MetricSpec, ModelSpec
 from .label_sides import LabelSides, side_names
 from .results import Results, append_record, load_examples, open_results, save_example
 
-__all__ = ["Prepared", "RunSummary", "prepare", "run_evaluation"]
+__all__ = ["EvaluationSetup", "RunSummary", "prepare", "run_evaluation"]
 
 #: Samples of the first batch kept for the explanation figure.
 EXAMPLES_SHOWN = 4
 #: Largest difference allowed between an OTNN and its export, relative to its largest output (at least 1).
 EXPORT_TOLERANCE = 1e-4
 @dataclass
-class Prepared:
+class EvaluationSetup:
     """A config made ready: the device, the samples (numpy, as Quantus takes them) and the models to evaluate."""
 
     config: EvalConfig
@@ -146,12 +147,11 @@ def _checked_outputs(spec: ModelSpec, model: nn.Module, x: torch.Tensor, n_outpu
     return outputs
 
 
-def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list[str] | None = None) -> Prepared:
+def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list[str] | None = None) -> EvaluationSetup:
     """Load the samples and the models (``models``: only these labels), check them, and export OTNNs (for multilabel
     data, as :class:`LabelSides` of ``config.label``); nothing is written."""
     from ..lipschitz import is_otnn
     from ..models import export_vanilla
-    from ..train.trainer import resolve_device
 
     labels = [spec.label for spec in config.models]
     for label in models or ():
@@ -178,7 +178,7 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
             differences[spec.label] = difference
         loaded[spec.label] = model if side_of is None else LabelSides(model, side_of)
     target_names = names if side_of is None else side_names(config.label)
-    return Prepared(config, device, indices, x, y, target_names, loaded, differences)
+    return EvaluationSetup(config, device, indices, x, y, target_names, loaded, differences)
 
 
 def _digest(value: Any) -> tuple:
@@ -220,7 +220,7 @@ def _error(err: BaseException) -> str:
     return text[:500]
 
 
-def _header(prepared: Prepared) -> dict[str, Any]:
+def _header(prepared: EvaluationSetup) -> dict[str, Any]:
     config = prepared.config
     return {
         "name": config.name, "description": config.description, "config_hash": config.content_hash(),
@@ -246,7 +246,7 @@ def _score(metric: MetricSpec, model: nn.Module, x: np.ndarray, y: np.ndarray, a
 
 
 def run_evaluation(
-    prepared: Prepared,
+    prepared: EvaluationSetup,
     out: str | Path,
     progress: bool = True,
     command: str = "",

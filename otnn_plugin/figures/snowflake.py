@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from ..explainers import TransportCounterfactual
 from ..lipschitz import explaining
-from ..train import load_recipe, prepare, resolve_device, train
+from ..devices import resolve_device
+from ..train import load_recipe, prepare, train
 
 __all__ = ["SNOWFLAKE_RECIPES", "BoundaryReport", "boundary_report", "snowflake_models", "snowflake_figure"]
 

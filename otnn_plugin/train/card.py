@@ -5,7 +5,7 @@ import json
 
 import yaml
 
-from .trainer import Prepared, TrainResult
+from .trainer import TrainingSetup, TrainResult
 
 __all__ = ["model_card"]
 
@@ -38,7 +38,7 @@ def _diagnostics_table(diagnostics: dict) -> str:
     return table
 
 
-def model_card(name: str, prepared: Prepared, result: TrainResult, command: str, log: list[dict],
+def model_card(name: str, prepared: TrainingSetup, result: TrainResult, command: str, log: list[dict],
                diagnostics: dict) -> str:
     """The ``README.md`` of a registry folder, with the hub's YAML header."""
     recipe, environment = prepared.recipe, log[0]["environment"]

@@ -22,6 +22,7 @@ from .._environment import environment
 from .._finite import check_finite
 from .._files import atomic_write_text, check_output
 from .._progress import progress_bar
+from ..devices import resolve_device
 from ..lipschitz import is_otnn
 from ..losses import NonFiniteOutputsError
 from ..spectral import set_power_iterations
@@ -31,26 +32,13 @@ from .precision import autocast, check_precision
 from .recipe import Recipe
 from .scores import correct_predictions, evaluate
 
-__all__ = ["TrainResult", "train", "resolve_device", "prepare"]
+__all__ = ["TrainResult", "train", "prepare"]
 
 LOG = "log.jsonl"
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """CUDA when present for ``'auto'``; otherwise the named device, checked to exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but this machine has no CUDA GPU: use --device cpu")
-    return resolved
-
-
 @dataclass
-class Prepared:
+class TrainingSetup:
     """Everything a run needs, built and checked before anything is written."""
 
     recipe: Recipe
@@ -77,7 +65,7 @@ def _subset(x: torch.Tensor, y: torch.Tensor, limit: int | None, seed: int) -> t
     return x[keep], y[keep]
 
 
-def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = None) -> Prepared:
+def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = None) -> TrainingSetup:
     """Build model, loss and data for ``recipe``; every ``ValueError`` here means nothing was written."""
     if recipe.model not in timm.list_models("otnn_*") + timm.list_models("unconstrained_*"):
         raise ValueError(f"unknown model {recipe.model!r}; see timm.list_models('otnn_*') / ('unconstrained_*')")
@@ -99,7 +87,7 @@ def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = 
     if recipe.augment and recipe.dataset != "celeba":
         raise ValueError(f"augment is the paper's CelebA augmentation; {recipe.dataset} trains without it")
     check_precision(model, recipe.precision, tuple(splits[0][0].shape[1:]))
-    return Prepared(recipe, model.to(torch_device), objective.to(torch_device), task, splits[0], splits[1],
+    return TrainingSetup(recipe, model.to(torch_device), objective.to(torch_device), task, splits[0], splits[1],
                     torch_device)
 
 
@@ -117,7 +105,7 @@ def _read_log(path: Path, completed: int) -> list[dict]:
     return [line for line in lines if line.get("epoch", 0) <= completed]
 
 
-def train(prepared: Prepared, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``prepared`` into ``run_dir`` (``checkpoint.safetensors``, ``log.jsonl``); resume after a kill."""
     recipe, model, objective, device = prepared.recipe, prepared.model, prepared.objective, prepared.device
     run_dir = Path(run_dir)

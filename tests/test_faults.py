@@ -445,14 +445,14 @@ def test_non_finite_training_data_is_told_apart_from_divergence(data_dir, monkey
     import otnn_plugin.train.trainer as trainer
     from otnn_plugin.train import load_recipe, prepare
 
-    to_tensors = trainer.datasets.to_tensors
+    to_tensors = trainer.data.to_tensors
 
     def with_a_nan(ds):
         x, y = to_tensors(ds)
         x[::50, 0] = float("nan")
         return x, y
 
-    monkeypatch.setattr(trainer.datasets, "to_tensors", with_a_nan)
+    monkeypatch.setattr(trainer.data, "to_tensors", with_a_nan)
     with pytest.raises(ValueError, match=r"NaN or infinite values in the snowflake train images \(samples .*a data "
                                          r"problem, not a training one"):
         prepare(load_recipe("snowflake_otnn", train_limit=512, test_limit=64), device="cpu", data_dir=data_dir)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import data as datasets
+from .. import data
 from ..data.transforms import celeba_augment
 from .._environment import environment
 from .._finite import check_finite
@@ -69,16 +69,16 @@ def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = 
     """Build model, loss and data for ``recipe``; every ``ValueError`` here means nothing was written."""
     if recipe.model not in timm.list_models("otnn_*") + timm.list_models("unconstrained_*"):
         raise ValueError(f"unknown model {recipe.model!r}; see timm.list_models('otnn_*') / ('unconstrained_*')")
-    if recipe.dataset not in datasets.list_datasets():
-        raise ValueError(f"unknown dataset {recipe.dataset!r}; valid names: {', '.join(datasets.list_datasets())}")
+    if recipe.dataset not in data.list_datasets():
+        raise ValueError(f"unknown dataset {recipe.dataset!r}; valid names: {', '.join(data.list_datasets())}")
     torch_device = resolve_device(device)
     torch.manual_seed(recipe.seed)
     model = timm.create_model(recipe.model, **recipe.model_args)
     set_power_iterations(model, recipe.power_iterations)
     splits = []
     for offset, (split, limit) in enumerate((("train", recipe.train_limit), ("test", recipe.test_limit))):
-        ds = datasets.load_dataset(recipe.dataset, split, data_dir=data_dir, **recipe.dataset_args)
-        x, y = _subset(*datasets.to_tensors(ds), limit, recipe.seed + offset)
+        ds = data.load_dataset(recipe.dataset, split, data_dir=data_dir, **recipe.dataset_args)
+        x, y = _subset(*data.to_tensors(ds), limit, recipe.seed + offset)
         check_finite(x, f"the {recipe.dataset} {split} images", "a data problem, not a training one: repair or drop "
                      "those images")
         splits.append((x, y))

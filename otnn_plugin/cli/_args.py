@@ -5,7 +5,23 @@ import argparse
 
 import yaml
 
-__all__ = ["key_value"]
+__all__ = ["key_value", "shared_options"]
+
+#: Options several subcommands share, with one wording: flag -> ``add_argument`` keywords.
+_SHARED = {
+    "--device": dict(default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N"),
+    "--data-dir": dict(help="folder holding the local datasets, fashion-mnist/ and celeba-subset/ (default: "
+                            "$OTNN_DATA_DIR, else the Hugging Face hub)"),
+    "--quiet": dict(action="store_true", help="no progress bar"),
+}
+
+
+def shared_options(*flags: str) -> argparse.ArgumentParser:
+    """A parent parser (``add_parser(..., parents=[...])``) holding the named shared options."""
+    parent = argparse.ArgumentParser(add_help=False)
+    for flag in flags:
+        parent.add_argument(flag, **_SHARED[flag])
+    return parent
 
 
 def key_value(text: str) -> tuple[str, object]:

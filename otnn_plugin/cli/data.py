@@ -4,16 +4,15 @@ from __future__ import annotations
 import argparse
 
 from ..data import SPLITS, label_names, label_rates, list_datasets, load_dataset
+from ._args import shared_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="list the datasets, or show a dataset's rows and label rates")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="the dataset names load_dataset accepts").set_defaults(func=run)
-    stats = actions.add_parser("stats", help="rows per split and the rate of every label (CelebA: positive rate)")
+    stats = actions.add_parser("stats", parents=[shared_options("--data-dir")], help="rows per split and the rate of every label (CelebA: positive rate)")
     stats.add_argument("name", help="dataset name, see `otnn data list`")
-    stats.add_argument("--data-dir", help="folder holding fashion-mnist/ and celeba-subset/ (default: "
-                                          "$OTNN_DATA_DIR, else the Hugging Face hub)")
     stats.add_argument("--attributes", choices=("paper", "all"), help="CelebA: the paper's 22 labels or all 40")
     stats.set_defaults(func=run)
 

@@ -12,7 +12,7 @@ from .. import data
 from ..diagnostics import transport_diagnostics
 from ..devices import resolve_device
 from ..train.objectives import task_of
-from ._args import key_value
+from ._args import key_value, shared_options
 
 #: Printed columns: result key -> header.
 COLUMNS = {"mean_grad_norm": "mean ||grad f_y||", "prop2_ratio": "Prop. 2 ratio", "taylor_error": "Taylor error",
@@ -21,7 +21,7 @@ COLUMNS = {"mean_grad_norm": "mean ||grad f_y||", "prop2_ratio": "Prop. 2 ratio"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "diagnose", help="measure how close models are to the optimal-transport regime (gradient norm, Prop. 2)",
+        "diagnose", parents=[shared_options("--device", "--data-dir")], help="measure how close models are to the optimal-transport regime (gradient norm, Prop. 2)",
         description="On the first test images: the mean norm of the explained head's input gradient (1 in the "
                     "regime), the median |f(x')|/|f(x)| for x' = x - f(x) grad f(x) (0: Prop. 2), the median "
                     "error of a first-order Taylor step between two test images and the mean cosine of saliency "
@@ -35,8 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                         help="a model argument, e.g. --model-arg conv=spectral for weights of the paper's layers")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model instead of a table")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    parser.add_argument("--data-dir", help="folder holding the local datasets (default: $OTNN_DATA_DIR, else the hub)")
     parser.set_defaults(func=run)
 
 

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from .._files import check_output
+from ._args import shared_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="score explainers with XAI metrics on an OTNN and its twin, side by side",
+        "evaluate", parents=[shared_options("--data-dir", "--quiet")], help="score explainers with XAI metrics on an OTNN and its twin, side by side",
         description="Run every model x explainer x metric of an evaluation config on its samples, writing "
                     "per-sample scores to OUT/results.jsonl as they come (a killed run resumes where it stopped), "
                     "then the leaderboard (OUT/leaderboard.{md,csv,json,html}, OUT/figures/).",
@@ -28,10 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="seeded random weights for every model instead of the configured ones (smoke tests)")
     parser.add_argument("--batch-size", type=int, help="samples per explanation and metric call")
     parser.add_argument("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    parser.add_argument("--data-dir", help="folder holding the local datasets (default: $OTNN_DATA_DIR, else the hub)")
     parser.add_argument("--retry-failed", action="store_true", help="compute the cells that failed before again")
     parser.add_argument("--no-leaderboard", action="store_true", help="only compute the scores")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 

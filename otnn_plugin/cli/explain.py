@@ -13,11 +13,12 @@ from ..figures import check_png_path, save_png
 from ..figures.sheets import PAPER_ATTRIBUTES, counterfactual_sheet
 from ..lipschitz import is_otnn
 from ..devices import resolve_device
+from ._args import shared_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "explain", help="draw gradients and transport counterfactuals x - t f(x) grad f(x) of test images as a PNG",
+        "explain", parents=[shared_options("--device", "--data-dir")], help="draw gradients and transport counterfactuals x - t f(x) grad f(x) of test images as a PNG",
         description="Fashion-MNIST: for a few test images, the targeted gradient and counterfactual towards every "
                     "class (paper Fig. 1, 5). CelebA: for each attribute, images without then with it, their "
                     "gradient and the counterfactual that adds or removes it (Fig. 4). Models load their "
@@ -39,9 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for picking the images (and --random-init weights)")
     parser.add_argument("--random-init", action="store_true",
                         help="freshly initialised models instead of pretrained weights (to try the command)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    parser.add_argument("--data-dir", help="folder holding fashion-mnist/ and celeba-subset/ (default: "
-                                           "$OTNN_DATA_DIR, else the Hugging Face hub)")
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.set_defaults(func=run)
 

@@ -7,11 +7,12 @@ from ..data import load_dataset, to_tensors
 from ..figures import check_png_path, save_png
 from ..figures.snowflake import boundary_report, snowflake_figure, snowflake_models
 from ..devices import resolve_device
+from ._args import shared_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "snowflake", help="Fig. 2: move the snowflake test points onto the boundary, measure, draw a PNG",
+        "snowflake", parents=[shared_options("--device", "--quiet")], help="Fig. 2: move the snowflake test points onto the boundary, measure, draw a PNG",
         description="Train the snowflake OTNN (hKR, Eq. 1) and its unconstrained twin, or load their registry "
                     "weights; move every test point with x' = x - t f(x) grad f(x); report how close x' lands to "
                     "f = 0 and the mean gradient norm; draw level sets, boundary and moves.",
@@ -24,8 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--segments", type=int, default=200, help="moves drawn per panel (default: %(default)s)")
     parser.add_argument("--out", default="snowflake.png", help="PNG to write (default: %(default)s)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    parser.add_argument("--quiet", action="store_true", help="no training progress bar")
     parser.set_defaults(func=run)
 
 

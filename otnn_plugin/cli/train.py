@@ -13,12 +13,12 @@ from ..train.card import model_card
 from ..train.precision import PRECISIONS
 from ..train.scores import test_diagnostics
 from ..train.trainer import LOG
-from ._args import key_value
+from ._args import key_value, shared_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train an OTNN or unconstrained model from a recipe",
+        "train", parents=[shared_options("--device", "--data-dir", "--quiet")], help="train an OTNN or unconstrained model from a recipe",
         description="Train from a recipe (a shipped name or a YAML path); flags override the recipe. "
                     f"Shipped recipes: {', '.join(list_recipes())}.",
     )
@@ -37,14 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override one loss argument of the recipe (repeatable), e.g. --loss-arg lam=10")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                         help="override one model argument of the recipe (repeatable), e.g. --model-arg conv=spectral")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    parser.add_argument("--data-dir", help="folder holding the local datasets (default: $OTNN_DATA_DIR, else the hub)")
     parser.add_argument("--out", help="run folder for checkpoint.safetensors and log.jsonl (default: runs/RECIPE)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--registry", action="store_true",
                         help="when done, write the model to the registry under the recipe's registry_name")
     parser.add_argument("--registry-dir", type=Path, help="registry root (default: $OTNN_REGISTRY or ./registry)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 

@@ -24,7 +24,7 @@ from otnn_plugin.metrics import (
     Stability,
     explanation_distance,
 )
-from otnn_plugin.metrics.base import grid_cells
+from otnn_plugin.metrics.perturbation import grid_cells
 from otnn_plugin.metrics.distance import average_ranks
 from otnn_plugin.metrics.jpeg import jpeg_kilobytes
 from otnn_plugin.metrics.stability import sample_ball

@@ -1,4 +1,4 @@
-"""Shared plumbing of the metrics: Quantus's ``Metric`` contract on one side, batched torch on the other.
+"""The Quantus adapter of the metrics: Quantus's ``Metric`` contract on one side, batched torch on the other.
 
 Every metric of this package is a ``quantus.Metric``, so ``quantus.evaluate`` and a direct call
 ``metric(model=..., x_batch=..., y_batch=..., a_batch=..., explain_func=..., device=...)`` work as for Quantus's own
@@ -6,11 +6,11 @@ metrics. Quantus hands ``evaluate_batch`` numpy arrays and a wrapped model; :cla
 tensors once, on the device of the model's parameters, and the metric works in torch from there.
 
 Quantus's ``abs`` and ``normalise`` options rewrite the attributions before a metric sees them; here both default to
-False, so that every metric computes the paper's definition on the explanation as given.
+False, so that every metric computes the paper's definition on the explanation as given. The perturbations the
+metrics share (baselines, pixel ranks, masks, curves) are in :mod:`otnn_plugin.metrics.perturbation`.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -25,26 +25,7 @@ from torch import Tensor, nn
 from .._finite import check_finite, check_model_outputs
 from ..lipschitz import explaining
 
-__all__ = [
-    "Baseline",
-    "Network",
-    "SeededMetric",
-    "TorchMetric",
-    "blended_scores",
-    "check_attributions",
-    "check_baseline",
-    "check_explanations",
-    "check_targets",
-    "grid_cells",
-    "make_baseline",
-    "mean_trapezoid",
-    "pixel_ranks",
-    "step_counts",
-    "top_pixel_masks",
-]
-
-#: ``"zero"``, ``"uniform"`` (noise over the data range) or a constant fill value.
-Baseline = str | float
+__all__ = ["Network", "SeededMetric", "TorchMetric", "check_attributions", "check_explanations", "check_targets"]
 
 
 class Network:
@@ -241,103 +222,3 @@ class SeededMetric(TorchMetric):
     def __call__(self, *args, **kwargs) -> list[float]:
         self.generator.manual_seed(self.seed)
         return super().__call__(*args, **kwargs)
-
-
-def check_baseline(baseline: Baseline, data_range: tuple[float, float]) -> None:
-    """Raise ``ValueError`` unless ``baseline`` is ``"zero"``, ``"uniform"`` or a number, ``data_range`` an interval."""
-    is_number = isinstance(baseline, (int, float)) and not isinstance(baseline, bool)
-    if not (is_number or baseline in ("zero", "uniform")):
-        raise ValueError(f"unknown baseline {baseline!r}: use 'zero', 'uniform' or a number")
-    if len(data_range) != 2 or not data_range[0] < data_range[1]:
-        raise ValueError(f"data_range must be (low, high) with low < high, got {data_range}")
-
-
-def make_baseline(
-    x: Tensor,
-    baseline: Baseline,
-    data_range: tuple[float, float] = (0.0, 1.0),
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """The baseline state of every input, shaped like ``x``.
-
-    ``"zero"``: zeros; a number: that constant; ``"uniform"``: independent noise for every pixel and channel, uniform
-    over ``data_range``, drawn on the CPU with ``generator`` (so that it does not depend on the device).
-    """
-    if baseline == "uniform":
-        low, high = data_range
-        return low + (high - low) * torch.rand(x.shape, generator=generator).to(x.device)
-    return torch.zeros_like(x) if baseline == "zero" else torch.full_like(x, float(baseline))
-
-
-def pixel_ranks(a: Tensor) -> Tensor:
-    """Rank of every pixel by channel-mean attribution, 0 for the most important, shape ``(B, H * W)``.
-
-    Ties keep pixel order (a stable sort).
-    """
-    importance = a.mean(1).flatten(1)
-    order = importance.argsort(dim=1, descending=True, stable=True)
-    positions = torch.arange(importance.shape[1], device=a.device).expand_as(order)
-    return torch.empty_like(order).scatter_(1, order, positions)
-
-
-def top_pixel_masks(a: Tensor, counts: Tensor) -> Tensor:
-    """``masks[b, k, p]``: pixel ``p`` is among the ``counts[k]`` most important of sample ``b``; ``(B, K, H * W)``."""
-    return pixel_ranks(a)[:, None, :] < counts.to(a.device)[None, :, None]
-
-
-def step_counts(n_pixels: int, steps: int, max_percentage: float = 1.0) -> Tensor:
-    """``n_k = floor(k * floor(n_pixels * max_percentage) / steps)`` for ``k = 0 .. steps`` (Xplique's linspace)."""
-    return torch.arange(steps + 1) * math.floor(n_pixels * max_percentage) // steps
-
-
-def grid_cells(height: int, width: int, grid_size: int | None, device: torch.device) -> tuple[int, Tensor]:
-    """The number of cells and the cell of every pixel, ``(H * W,)``, for a ``grid_size`` x ``grid_size`` grid.
-
-    Pixel ``(i, j)`` lies in cell ``(floor(i * g / H), floor(j * g / W))``; ``None`` makes every pixel a cell.
-    """
-    if grid_size is None:
-        return height * width, torch.arange(height * width, device=device)
-    if not 1 <= grid_size <= min(height, width):
-        raise ValueError(f"grid_size {grid_size} does not fit the {height}x{width} images: use 1 to "
-                         f"{min(height, width)}, or None for one cell per pixel")
-    rows = torch.arange(height, device=device) * grid_size // height
-    cols = torch.arange(width, device=device) * grid_size // width
-    return grid_size * grid_size, (rows[:, None] * grid_size + cols[None, :]).flatten()
-
-
-@torch.no_grad()
-def blended_scores(
-    net: Network,
-    inside: Tensor,
-    outside: Tensor,
-    masks: Tensor,
-    targets: Tensor,
-    batch_size: int,
-    cell_of_pixel: Tensor | None = None,
-) -> Tensor:
-    """Target score of ``where(mask, inside, outside)`` for every sample and mask, shape ``(B, M)``.
-
-    ``inside``, ``outside``: ``(B, C, H, W)``; ``masks``: ``(B, M, n_cells)`` booleans over cells, pixel ``p`` lying
-    in cell ``cell_of_pixel[p]`` (default: one cell per pixel), all channels of a pixel together. The ``B * M``
-    inputs are built ``batch_size`` at a time, each chunk in one vectorised step, and forwarded once.
-    """
-    n_samples, n_masks = masks.shape[:2]
-    height, width = inside.shape[-2:]
-    flat_masks = masks.flatten(0, 1)
-    sample = torch.arange(n_samples, device=inside.device).repeat_interleave(n_masks)
-    scores = torch.empty(n_samples * n_masks, device=inside.device)
-    for start in range(0, n_samples * n_masks, batch_size):
-        rows = slice(start, start + batch_size)
-        mask = flat_masks[rows] if cell_of_pixel is None else flat_masks[rows][:, cell_of_pixel]
-        mask = mask.view(-1, 1, height, width)
-        owner = sample[rows]
-        outputs = net(torch.where(mask, inside[owner], outside[owner]))
-        if start == 0:  # once, not at every chunk: the check waits for the device
-            check_targets(targets, outputs.shape[1])
-        scores[rows] = outputs.gather(1, targets[owner, None]).squeeze(1)
-    return scores.view(n_samples, n_masks)
-
-
-def mean_trapezoid(curve: Tensor) -> Tensor:
-    """Area under evenly spaced curves ``(B, K + 1)`` per unit step: ``mean_k (s_k + s_{k+1}) / 2``, ``(B,)``."""
-    return ((curve[:, :-1] + curve[:, 1:]) / 2).mean(1)

@@ -12,10 +12,9 @@ from quantus.helpers.enums import EvaluationCategory, ScoreDirection
 from torch import Tensor
 
 from ..lipschitz import explaining
-from .base import (
+from .base import Network, SeededMetric
+from .perturbation import (
     Baseline,
-    Network,
-    SeededMetric,
     blended_scores,
     check_baseline,
     grid_cells,

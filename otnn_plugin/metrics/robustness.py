@@ -8,7 +8,8 @@ from quantus.helpers.enums import EvaluationCategory, ScoreDirection
 from torch import Tensor
 
 from ..lipschitz import explaining
-from .base import Network, TorchMetric, check_targets, mean_trapezoid, step_counts, top_pixel_masks
+from .base import Network, TorchMetric, check_targets
+from .perturbation import mean_trapezoid, step_counts, top_pixel_masks
 
 __all__ = ["RobustnessSr"]
 

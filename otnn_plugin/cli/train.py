@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -46,12 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    base = load_recipe(args.recipe)
     recipe = load_recipe(args.recipe, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          train_limit=args.train_limit, test_limit=args.test_limit, precision=args.precision,
-                         power_iterations=args.power_iterations,
-                         loss_args={**base.loss_args, **dict(args.loss_arg)} if args.loss_arg else None,
-                         model_args={**base.model_args, **dict(args.model_arg)} if args.model_arg else None)
+                         power_iterations=args.power_iterations)
+    recipe = dataclasses.replace(recipe, loss_args={**recipe.loss_args, **dict(args.loss_arg)},
+                                 model_args={**recipe.model_args, **dict(args.model_arg)})
     if args.registry and not recipe.registry_name:
         raise ValueError(f"recipe {recipe.name} has no registry_name: add one to export it with --registry")
     run_dir = check_output(args.out or Path("runs") / recipe.name, folder=True)

@@ -24,14 +24,14 @@ RESULTS = Path(__file__).resolve().parents[1] / "evaluations" / "results" / "qui
 def run(results: str | Path = RESULTS) -> dict:
     values: dict = {"wall_seconds": None}
     try:
-        setting = build_leaderboard([read_results(results)])["settings"][0]
+        setting = build_leaderboard([read_results(results)]).settings[0]
     except (OSError, ValueError, KeyError, IndexError) as err:
         state, note = "no results", f"no usable results at {results}: {err}"
     else:
-        state = "complete" if all(cell["status"] == "ok" for cell in setting["cells"]) else "incomplete"
-        values = {"wall_seconds": setting["wall_seconds"], "sessions": len(setting["sessions"]),
-                  "cells": len(setting["cells"])}
-        started = ", ".join(session["started"] for session in setting["sessions"])
+        state = "complete" if all(cell.status == "ok" for cell in setting.cells) else "incomplete"
+        values = {"wall_seconds": setting.wall_seconds, "sessions": len(setting.sessions),
+                  "cells": len(setting.cells)}
+        started = ", ".join(session.started for session in setting.sessions)
         note = f"{results}: {state}; sessions started {started}"
     what = f"`otnn evaluate evaluations/quick.yaml` wall time, seconds (read from its results: {state})"
     return {"name": "evaluate_quick", "command": COMMAND, "params": {"results": str(results), "note": note},

@@ -202,6 +202,7 @@ OUT_COMMANDS = {
     "evaluate": (lambda tmp: [str(tiny_config(tmp)), "--quiet"], True),
     "explain": (lambda tmp: ["otnn_vgg_fashionmnist_small", "--dataset", "fashion_mnist", "--random-init"], False),
     "leaderboard": (lambda tmp: [str(tmp / "results")], True),
+    "schema": (lambda tmp: ["recipe"], False),
     "snowflake": (lambda tmp: ["--quiet"], False),
     "train": (lambda tmp: ["--recipe", "snowflake_otnn", "--quiet"], True),
 }

@@ -46,7 +46,7 @@ def test_bad_recipes_are_reported(tmp_path):
     broken.write_text("model: [unclosed\n")
     with pytest.raises(ValueError, match="not valid YAML"):
         load_recipe(broken)
-    with pytest.raises(ValueError, match="lr must be"):
+    with pytest.raises(ValueError, match="lr: input should be less than 1, got 5.0"):
         load_recipe("snowflake_otnn", lr=5.0)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -50,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                          train_limit=args.train_limit, test_limit=args.test_limit, precision=args.precision,
                          power_iterations=args.power_iterations)
-    recipe = dataclasses.replace(recipe, loss_args={**recipe.loss_args, **dict(args.loss_arg)},
-                                 model_args={**recipe.model_args, **dict(args.model_arg)})
+    recipe = recipe.updated(loss_args={**recipe.loss_args, **dict(args.loss_arg)},
+                            model_args={**recipe.model_args, **dict(args.model_arg)})
     if args.registry and not recipe.registry_name:
         raise ValueError(f"recipe {recipe.name} has no registry_name: add one to export it with --registry")
     run_dir = check_output(args.out or Path("runs") / recipe.name, folder=True)

@@ -25,6 +25,10 @@ they are a random draw too, as samples are kept in draw order) and ``direction``
 default: the class's ``score_direction``) are ours; ``reference`` gives :class:`ExplanationDistance` the
 explainer to compare with (e.g. ``{method: smoothgrad}`` for the paper's Table 2). Every other key is a
 constructor parameter of the metric class. Paper settings: appendix A.4 of arXiv:2206.06854.
+
+:class:`EvalConfig` is a pydantic model: building one in Python runs the same checks as loading the YAML, and
+``otnn schema evaluation`` prints its JSON Schema. :meth:`EvalConfig.units` is the plan: every unit of work, in
+run order, with its seeds; the runner runs it and the leaderboard reads it.
 """
 from __future__ import annotations
 
@@ -33,16 +37,21 @@ import importlib
 import inspect
 import json
 import re
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterator, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from .._names import unknown_name
+from .._validation import NonNegativeInt, PositiveInt, Settings, check_keys, validated
 from .._yaml import read_yaml
 
 __all__ = [
-    "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "OUR_METRICS", "load_config", "metric_class",
-    "metric_names", "model_family",
+    "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "Unit", "load_config", "metric_class", "metric_names",
+    "model_family", "unit_seed",
 ]
 
 #: Our metrics (``otnn_plugin.metrics``), named in configs without a prefix.
@@ -50,27 +59,14 @@ OUR_METRICS = ("Deletion", "ExplanationDistance", "Insertion", "JPEGComplexity",
                "Stability")
 QUANTUS_PREFIX = "quantus."
 WEIGHTS = ("pretrained", "random")
-DIRECTIONS = ("higher", "lower")
 #: Set by the runner on every metric: one score per sample, quiet.
 _RUNNER_PARAMETERS = {"return_aggregate": False, "display_progressbar": False}
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-_TOP_LEVEL = ("name", "description", "dataset", "dataset_args", "split", "samples", "label", "seed", "batch_size",
-              "device", "models", "explainers", "metrics")
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A timm model, its weights (``pretrained``: the hub, else ``registry/``; ``random``; or a safetensors file)
-    and ``timm.create_model`` arguments."""
-
-    label: str
-    model: str
-    weights: str = "pretrained"
-    args: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def family(self) -> str | None:
-        return model_family(self.model)
+def unit_seed(seed: int, *parts: object) -> int:
+    """A seed for one piece of work, from the config's seed and the work's names (stable across runs)."""
+    return zlib.crc32("/".join(map(str, (seed, *parts))).encode())
 
 
 def model_family(timm_name: str) -> str | None:
@@ -78,103 +74,99 @@ def model_family(timm_name: str) -> str | None:
     return next((f for f in ("otnn", "unconstrained") if timm_name.startswith(f + "_")), None)
 
 
-@dataclass(frozen=True)
-class ExplainerSpec:
-    """An ``otnn_plugin.explain`` method and its settings."""
+class ModelSpec(Settings):
+    """A timm model, its weights and its ``timm.create_model`` arguments; a bare string is the model name."""
 
-    label: str
-    method: str
-    settings: dict[str, Any] = field(default_factory=dict)
+    label: SkipJsonSchema[str] = ""
+    model: str = Field(description="timm model name, e.g. otnn_vgg_fashionmnist_small")
+    weights: str = Field("pretrained", description="pretrained (the hub, else the registry), random, or a "
+                                                   ".safetensors file (relative to the config's folder)")
+    args: dict[str, Any] = Field(default_factory=dict, description="timm.create_model arguments")
 
-    def explain_kwargs(self) -> dict[str, Any]:
-        """The ``explain_func_kwargs`` of a Quantus call."""
-        return {"method": self.method, **self.settings}
+    @model_validator(mode="before")
+    @classmethod
+    def _entry(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"model": data}
+        if isinstance(data, dict):
+            check_keys(data, cls.model_fields, "model setting")
+        return data
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        import timm
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """A metric class by config name, its constructor parameters as written, the explainers it runs with (None:
-    all) and its direction (``higher`` or ``lower`` is better)."""
+        import otnn_plugin  # noqa: F401  (registers the plugin's models with timm)
 
-    label: str
-    metric: str
-    params: dict[str, Any]
-    direction: str
-    explainers: tuple[str, ...] | None = None
-    samples: int | None = None
+        if not timm.is_model(name):
+            plugin = timm.list_models(["otnn_*", "unconstrained_*"])
+            raise unknown_name("timm model", name, plugin + timm.list_models(), listing=False)
+        return name
 
-    def applies_to(self, explainer: str) -> bool:
-        return self.explainers is None or explainer in self.explainers
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, weights: str) -> str:
+        if weights not in WEIGHTS and not weights.endswith(".safetensors"):
+            raise ValueError(f"weights must be pretrained, random or a .safetensors file, got {weights!r}")
+        return weights
 
-    def rows(self, batch: slice) -> slice:
-        """The rows of ``batch`` this metric scores: all of them, or those among its first ``samples``."""
-        return batch if self.samples is None else slice(batch.start, min(batch.stop, self.samples))
-
-    def build(self, seed: int | None = None):
-        """A fresh metric instance; ``seed`` goes to metrics that take one, unless the config sets it."""
-        cls = metric_class(self.metric)
-        params = dict(self.params)
-        if "reference" in params:
-            from ..explainers import explain
-
-            reference = dict(params.pop("reference"))
-            params.update(reference_func=explain, reference_func_kwargs=reference)
-        accepted = metric_parameters(cls)
-        if seed is not None and "seed" in accepted:
-            params.setdefault("seed", seed)
-        if "disable_warnings" in accepted:
-            params.setdefault("disable_warnings", True)
-        params.update({k: v for k, v in _RUNNER_PARAMETERS.items() if k in accepted})
-        return cls(**params)
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """A validated evaluation config; :meth:`content_hash` identifies its results."""
-
-    name: str
-    dataset: str
-    models: tuple[ModelSpec, ...]
-    explainers: tuple[ExplainerSpec, ...]
-    metrics: tuple[MetricSpec, ...]
-    split: str = "test"
-    samples: int = 1000
-    label: str | None = None
-    seed: int = 0
-    batch_size: int = 32
-    device: str = "auto"
-    dataset_args: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
-    folder: Path = Path(".")
+    @property
+    def family(self) -> str | None:
+        return model_family(self.model)
 
     def content(self) -> dict[str, Any]:
-        """Everything that decides the scores, as plain data (not the name, description or folder)."""
-        return {
-            "dataset": self.dataset, "dataset_args": self.dataset_args, "split": self.split, "samples": self.samples,
-            "label": self.label, "seed": self.seed, "batch_size": self.batch_size, "device": self.device,
-            "models": {m.label: {"model": m.model, "weights": m.weights, "args": m.args} for m in self.models},
-            "explainers": {e.label: {"method": e.method, **e.settings} for e in self.explainers},
-            "metrics": {m.label: {"metric": m.metric, **m.params, "direction": m.direction,
-                                  "explainers": list(m.explainers) if m.explainers is not None else None,
-                                  **({"samples": m.samples} if m.samples is not None else {})}
-                        for m in self.metrics},
-        }
-
-    def content_hash(self) -> str:
-        """SHA-256 (first 16 hex digits) of the canonical JSON of :meth:`content`."""
-        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-    def weights_path(self, model: ModelSpec) -> Path | None:
-        """The safetensors file of a model whose weights are a file (relative paths: to the config's folder)."""
-        return _weights_file(model.weights, self.folder)
+        return {"model": self.model, "weights": self.weights, "args": self.args}
 
 
-def _weights_file(weights: str, folder: Path) -> Path | None:
-    if weights in WEIGHTS:
-        return None
-    path = Path(weights).expanduser()
-    return path if path.is_absolute() else folder / path
+def explainer_settings(method: str) -> tuple[str, ...]:
+    """The settings ``explain(..., method=method, **settings)`` accepts (its keyword-only parameters)."""
+    function = getattr(importlib.import_module("otnn_plugin.explainers.explain"), method)
+    return tuple(p.name for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY)
+
+
+def _open_entry(schema: dict[str, Any]) -> None:
+    """An explainer's schema: its settings sit beside ``method``, which defaults to the explainer's label."""
+    schema["additionalProperties"] = True
+    schema.pop("required", None)
+
+
+class ExplainerSpec(Settings):
+    """An ``otnn_plugin.explain`` method (by default, the label) and its settings, written beside ``method``."""
+
+    model_config = Settings.model_config | {"json_schema_extra": _open_entry}
+
+    label: SkipJsonSchema[str] = ""
+    method: str = Field(description="an otnn_plugin.explain method; default: the explainer's label")
+    settings: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entry(cls, data: Any) -> Any:
+        """``{method: rise, n_masks: 500}`` as written in a config, or ``method=..., settings={...}`` in Python."""
+        data = {} if data is None else data
+        if not isinstance(data, dict) or "settings" in data:
+            return data
+        settings = dict(data)
+        label = settings.pop("label", "")
+        return {"label": label, "method": settings.pop("method", label or None), "settings": settings}
+
+    @model_validator(mode="after")
+    def _known(self) -> ExplainerSpec:
+        from ..explainers import EXPLAIN_METHODS
+
+        if self.method not in EXPLAIN_METHODS:
+            raise unknown_name("explanation method", self.method, EXPLAIN_METHODS)
+        check_keys(self.settings, explainer_settings(self.method), f"setting of {self.method}")
+        return self
+
+    def content(self) -> dict[str, Any]:
+        return {"method": self.method, **self.settings}
+
+    def explain_kwargs(self, seed: int | None = None) -> dict[str, Any]:
+        """The ``explain_func_kwargs`` of a Quantus call; ``seed`` goes to seeded methods whose settings set none."""
+        seeded = seed is not None and "seed" in explainer_settings(self.method) and "seed" not in self.settings
+        return {**self.content(), **({"seed": seed} if seeded else {})}
 
 
 def metric_names() -> list[str]:
@@ -215,136 +207,271 @@ def metric_parameters(cls: type) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def explainer_settings(method: str) -> tuple[str, ...]:
-    """The settings ``explain(..., method=method, **settings)`` accepts (its keyword-only parameters)."""
-    function = getattr(importlib.import_module("otnn_plugin.explainers.explain"), method)
-    return tuple(p.name for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY)
-
-
-def _mapping(value: Any, what: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} must be a mapping, got {type(value).__name__}: {value!r}")
-    return value
-
-
-def _check_keys(raw: dict, valid: Iterable[str], kind: str, context: str) -> None:
-    valid = list(valid)
-    for key in raw:
-        if key not in valid:
-            raise unknown_name(kind, key, valid, context)
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
-def _labels(section: Any, what: str, context: str) -> dict:
-    entries = _mapping(section, f"{context}{what}")
-    if not entries:
-        raise ValueError(f"{context}{what} is empty: list at least one")
-    for label in entries:
-        if not isinstance(label, str) or not _LABEL.match(label):
-            raise ValueError(f"{context}{what}: label {label!r} must be letters, digits and _ . + - (it names files)")
-    return entries
-
-
-def _model(label: str, entry: Any, folder: Path, context: str, weights: str | None) -> ModelSpec:
-    import timm
-
-    import otnn_plugin  # noqa: F401  (registers the plugin's models with timm)
-
-    entry = {"model": entry} if isinstance(entry, str) else _mapping(entry, f"{context}models.{label}")
-    _check_keys(entry, ("model", "weights", "args"), "model setting", f"{context}models.{label}: ")
-    if "model" not in entry:
-        raise ValueError(f"{context}models.{label}: give the timm model name as model:")
-    name, weights = entry["model"], weights or entry.get("weights", "pretrained")
-    if not isinstance(name, str) or not timm.is_model(name):
-        plugin = timm.list_models(["otnn_*", "unconstrained_*"])
-        raise unknown_name("timm model", name, plugin + timm.list_models(), f"{context}models.{label}: ",
-                           listing=False)
-    if not isinstance(weights, str) or not (weights in WEIGHTS or weights.endswith(".safetensors")):
-        raise ValueError(f"{context}models.{label}: weights must be pretrained, random or a .safetensors file, "
-                         f"got {weights!r}")
-    spec = ModelSpec(label, name, weights, dict(_mapping(entry.get("args"), f"{context}models.{label}.args")))
-    path = _weights_file(weights, folder)
-    if path is not None and not path.is_file():
-        raise FileNotFoundError(f"{context}models.{label}: weights file {path} not found")
-    return spec
-
-
-def _explainer_settings(raw: dict, context: str) -> tuple[str, dict]:
-    from ..explainers import EXPLAIN_METHODS
-
-    settings = dict(raw)
-    method = settings.pop("method", None)
-    if method not in EXPLAIN_METHODS:
-        raise unknown_name("explanation method", method, EXPLAIN_METHODS, context)
-    _check_keys(settings, explainer_settings(method), f"setting of {method}", context)
-    return method, settings
-
-
-def _explainer(label: str, entry: Any, context: str) -> ExplainerSpec:
-    raw = {"method": label, **_mapping(entry, f"{context}explainers.{label}")}
-    method, settings = _explainer_settings(raw, f"{context}explainers.{label}: ")
-    return ExplainerSpec(label, method, settings)
-
-
-def _metric(label: str, entry: Any, explainers: list[str], samples: int, context: str) -> MetricSpec:
-    """A validated metric entry; its ``samples`` is capped at the config's (None when it covers them all)."""
-    where = f"{context}metrics.{label}: "
-    params = dict(_mapping(entry, f"{context}metrics.{label}"))
-    name = params.pop("metric", None)
-    if name is None:
-        raise ValueError(f"{where}give the metric class as metric: (e.g. Deletion or quantus.PixelFlipping)")
-    try:
-        cls = metric_class(name)
-    except ValueError as err:
-        raise ValueError(f"{where}{err}") from None
-    only = params.pop("explainers", None)
-    if only is not None:
-        if not isinstance(only, list) or not only:
-            raise ValueError(f"{where}explainers must be a non-empty list of explainer labels, got {only!r}")
-        for explainer in only:
-            if explainer not in explainers:
-                raise unknown_name("explainer", explainer, explainers, where)
-    own_samples = params.pop("samples", None)
-    if own_samples is not None:
-        own_samples = _positive_int(own_samples, f"{where}samples")
-        own_samples = own_samples if own_samples < samples else None
-    accepted = metric_parameters(cls)
-    _check_keys(params, [*accepted, "direction", *(["reference"] if name == "ExplanationDistance" else [])],
-                f"parameter of {name}", where)
-    for key in ("reference_func", "reference_func_kwargs"):
-        if key in params:
-            raise ValueError(f"{where}give the reference explainer as reference: {{method: ..., settings}}, not {key}")
-    if name == "ExplanationDistance":
-        if "reference" not in params:
-            raise ValueError(f"{where}ExplanationDistance needs reference: {{method: smoothgrad, ...}} (the "
-                             "explainer to compare with)")
-        method, settings = _explainer_settings(_mapping(params["reference"], f"{where}reference"),
-                                               f"{where}reference: ")
-        params["reference"] = {"method": method, **settings}
-    if params.get("return_aggregate"):
-        raise ValueError(f"{where}return_aggregate must stay false: the leaderboard needs one score per sample")
-    direction = params.pop("direction", None) or _class_direction(cls)
-    if direction not in DIRECTIONS:
-        raise ValueError(f"{where}{name} does not say whether higher or lower scores are better (got "
-                         f"{direction!r}): add direction: higher or direction: lower")
-    spec = MetricSpec(label, name, params, direction, tuple(only) if only is not None else None, own_samples)
-    try:
-        spec.build(seed=0)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}{name}: {err}") from None
-    return spec
-
-
 def _class_direction(cls: type) -> str | None:
     value = getattr(getattr(cls, "score_direction", None), "value", None)
-    return value if value in DIRECTIONS else None
+    return value if value in ("higher", "lower") else None
+
+
+class MetricSpec(Settings):
+    """A metric class by config name, its constructor parameters (written beside ``metric``), the explainers it
+    runs with (None: all), its direction and how many of the first samples it scores (None: all)."""
+
+    model_config = Settings.model_config | {"json_schema_extra": {"additionalProperties": True}}
+
+    label: SkipJsonSchema[str] = ""
+    metric: str = Field(description="ours by name (Deletion, MuFidelity, ...), Quantus's as quantus.<Class>")
+    params: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict)
+    direction: Literal["higher", "lower"] | None = Field(None, validate_default=True,
+                                  description="higher or lower is better; default: the class's")
+    explainers: tuple[str, ...] | None = Field(None, min_length=1, description="run only with these explainers")
+    samples: PositiveInt | None = Field(None, description="score only the first N samples")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entry(cls, data: Any) -> Any:
+        """``{metric: Deletion, baseline: zero, ...}`` as written in a config, or ``params={...}`` in Python."""
+        if not isinstance(data, dict) or "params" in data:
+            return data
+        own = ("label", "metric", "direction", "explainers", "samples")
+        return {**{k: data[k] for k in own if k in data}, "params": {k: v for k, v in data.items() if k not in own}}
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, name: str) -> str:
+        metric_class(name)
+        return name
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("metric")
+        if name is None:  # the metric itself is wrong: reported as such
+            return params
+        check_keys(params, [*metric_parameters(metric_class(name)),
+                            *(["reference"] if name == "ExplanationDistance" else [])], f"parameter of {name}")
+        for key in ("reference_func", "reference_func_kwargs"):
+            if key in params:
+                raise ValueError(f"give the reference explainer as reference: {{method: ..., settings}}, not {key}")
+        if params.get("return_aggregate"):
+            raise ValueError("return_aggregate must stay false: the leaderboard needs one score per sample")
+        if name != "ExplanationDistance":
+            return params
+        if "reference" not in params:
+            raise ValueError("ExplanationDistance needs reference: {method: smoothgrad, ...} (the explainer to "
+                             "compare with)")
+        return {**params, "reference": ExplainerSpec.model_validate(params["reference"]).content()}
+
+    @field_validator("direction")
+    @classmethod
+    def _direction(cls, direction: str | None, info: ValidationInfo) -> str | None:
+        name = info.data.get("metric")
+        direction = direction or (_class_direction(metric_class(name)) if name else None)
+        if name and direction not in ("higher", "lower"):
+            raise ValueError(f"{name} does not say whether higher or lower scores are better (got {direction!r}): "
+                             "add direction: higher or direction: lower")
+        return direction
+
+    @model_validator(mode="after")
+    def _builds(self) -> MetricSpec:
+        try:
+            self.build(seed=0)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{self.metric}: {err}") from None
+        return self
+
+    def applies_to(self, explainer: str) -> bool:
+        return self.explainers is None or explainer in self.explainers
+
+    def rows(self, batch: slice) -> slice:
+        """The rows of ``batch`` this metric scores: all of them, or those among its first ``samples``."""
+        return batch if self.samples is None else slice(batch.start, min(batch.stop, self.samples))
+
+    def content(self) -> dict[str, Any]:
+        return {"metric": self.metric, **self.params, "direction": self.direction,
+                "explainers": list(self.explainers) if self.explainers is not None else None,
+                **({"samples": self.samples} if self.samples is not None else {})}
+
+    def build(self, seed: int | None = None):
+        """A fresh metric instance; ``seed`` goes to metrics that take one, unless the config sets it."""
+        cls = metric_class(self.metric)
+        params = dict(self.params)
+        if "reference" in params:
+            from ..explainers import explain
+
+            reference = dict(params.pop("reference"))
+            params.update(reference_func=explain, reference_func_kwargs=reference)
+        accepted = metric_parameters(cls)
+        if seed is not None and "seed" in accepted:
+            params.setdefault("seed", seed)
+        if "disable_warnings" in accepted:
+            params.setdefault("disable_warnings", True)
+        params.update({k: v for k, v in _RUNNER_PARAMETERS.items() if k in accepted})
+        return cls(**params)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: ``metric`` scores the ``rows`` of batch ``batch`` explained by ``explainer`` on ``model``.
+
+    ``explain_seed`` seeds the explanation of the batch (shared by the unit's metrics), ``seed`` the metric.
+    """
+
+    model: str
+    explainer: str
+    metric: str
+    batch: int
+    rows: slice
+    explain_seed: int
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """How ``results.jsonl`` names the unit."""
+        return self.model, self.explainer, self.metric, self.batch
+
+    @property
+    def cell(self) -> tuple[str, str, str]:
+        return self.model, self.explainer, self.metric
+
+
+def _labelled(section: Any, what: str) -> Any:
+    """A ``label -> entry`` section with each label checked and passed to its entry."""
+    if not isinstance(section, dict):
+        return section
+    if not section:
+        raise ValueError(f"{what} is empty: list at least one")
+    for label in section:
+        if not isinstance(label, str) or not _LABEL.match(label):
+            raise ValueError(f"{what}: label {label!r} must be letters, digits and _ . + - (it names files)")
+    return {label: (entry if isinstance(entry, (str, Settings)) else {**(entry or {}), "label": label})
+            for label, entry in section.items()}
+
+
+def _file_schema(schema: dict[str, Any]) -> None:
+    """The config file's schema: a model may be given by its name alone."""
+    models = schema["properties"]["models"]
+    models["additionalProperties"] = {"anyOf": [{"type": "string"}, models["additionalProperties"]]}
+
+
+class EvalConfig(Settings):
+    """A validated evaluation config; :meth:`content_hash` identifies its results, :meth:`units` is its plan."""
+
+    model_config = Settings.model_config | {"json_schema_extra": _file_schema}
+
+    name: str = Field("evaluation", description="default: the file's name")
+    description: str = ""
+    dataset: str = Field(description="otnn_plugin.data.list_datasets()")
+    dataset_args: dict[str, Any] = Field(default_factory=dict, description="options of the dataset's loader")
+    split: str = "test"
+    samples: PositiveInt = Field(1000, description="a seeded random subset of the split, in draw order")
+    label: str | None = Field(None, description="multilabel data only: the output explained")
+    seed: NonNegativeInt = 0
+    batch_size: PositiveInt = Field(32, description="samples per explanation and metric call")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    models: dict[str, ModelSpec]
+    explainers: dict[str, ExplainerSpec]
+    metrics: dict[str, MetricSpec]
+    folder: SkipJsonSchema[Path] = Path(".")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, cls.model_fields)
+            missing = [key for key in ("dataset", "models", "explainers", "metrics") if key not in data]
+            if missing:
+                raise ValueError(f"missing setting(s) {', '.join(missing)}")
+            data = {**data, **{key: _labelled(data[key], key) for key in ("models", "explainers", "metrics")}}
+        return data
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, dataset: str) -> str:
+        from ..data import list_datasets
+
+        if dataset not in list_datasets():
+            raise unknown_name("dataset", dataset, list_datasets())
+        return dataset
+
+    @field_validator("split")
+    @classmethod
+    def _known_split(cls, split: str) -> str:
+        from ..data import SPLITS
+
+        if split not in SPLITS:
+            raise unknown_name("split", split, SPLITS)
+        return split
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> EvalConfig:
+        from ..data import label_names
+
+        if self.label is not None:
+            names = label_names(self.dataset, **self.dataset_args)
+            if self.label not in names:
+                raise unknown_name("label", self.label, names, f"{self.dataset}: ")
+        for label, metric in self.metrics.items():
+            for explainer in metric.explainers or ():
+                if explainer not in self.explainers:
+                    raise unknown_name("explainer", explainer, self.explainers, f"metrics.{label}: ")
+            if metric.samples is not None and metric.samples >= self.samples:  # it covers every sample
+                self.metrics[label] = metric.model_copy(update={"samples": None})
+        if (info.context or {}).get("check_files", True):
+            for label, model in self.models.items():
+                path = self.weights_path(model)
+                if path is not None and not path.is_file():
+                    raise FileNotFoundError(f"models.{label}: weights file {path} not found")
+        return self
+
+    @classmethod
+    def from_content(cls, content: dict[str, Any], **identity: Any) -> EvalConfig:
+        """The config whose :meth:`content` is ``content`` (as a results file records it); ``identity`` gives the
+        name, description or folder. Weights files are not looked for: the config describes finished work."""
+        return validated(cls, {**content, **identity}, f"{identity.get('name', 'config')}: ",
+                         context={"check_files": False})
+
+    def content(self) -> dict[str, Any]:
+        """Everything that decides the scores, as plain data (not the name, description or folder)."""
+        return {
+            "dataset": self.dataset, "dataset_args": self.dataset_args, "split": self.split, "samples": self.samples,
+            "label": self.label, "seed": self.seed, "batch_size": self.batch_size, "device": self.device,
+            "models": {label: m.content() for label, m in self.models.items()},
+            "explainers": {label: e.content() for label, e in self.explainers.items()},
+            "metrics": {label: m.content() for label, m in self.metrics.items()},
+        }
+
+    def content_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of the canonical JSON of :meth:`content`."""
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def weights_path(self, model: ModelSpec) -> Path | None:
+        """The safetensors file of a model whose weights are a file (relative paths: to the config's folder)."""
+        if model.weights in WEIGHTS:
+            return None
+        path = Path(model.weights).expanduser()
+        return path if path.is_absolute() else self.folder / path
+
+    def batches(self) -> list[slice]:
+        """The sample rows of each batch."""
+        return [slice(start, min(start + self.batch_size, self.samples))
+                for start in range(0, self.samples, self.batch_size)]
+
+    def units(self, models: list[str] | None = None) -> Iterator[Unit]:
+        """Every unit of work (of ``models`` only, if given) in run order: batch by batch, so that a stopped run
+        has scored the same samples in every cell; within a batch, model, explainer, then metric. Seeds come from
+        the config's seed and the unit's names, so a resumed run gives the scores an uninterrupted one gives."""
+        for b, rows in enumerate(self.batches()):
+            for model in self.models:
+                if models is not None and model not in models:
+                    continue
+                for explainer in self.explainers:
+                    explain_seed = unit_seed(self.seed, model, explainer, b)
+                    for label, metric in self.metrics.items():
+                        scored = metric.rows(rows)
+                        if metric.applies_to(explainer) and scored.stop > scored.start:
+                            yield Unit(model, explainer, label, b, scored, explain_seed,
+                                       unit_seed(self.seed, model, explainer, label, b))
 
 
 def _read_yaml(path: Path) -> dict:
@@ -359,42 +486,10 @@ def load_config(path: str | Path, **overrides: Any) -> EvalConfig:
     settings, e.g. ``samples=8`` for a smoke test or ``weights="random"`` for every model."""
     path = Path(path)
     raw = _read_yaml(path)
-    context = f"{path}: "
     weights = overrides.pop("weights", None)
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    _check_keys(raw, _TOP_LEVEL, "setting", context)
-    missing = [key for key in ("dataset", "models", "explainers", "metrics") if key not in raw]
-    if missing:
-        raise ValueError(f"{context}missing setting(s) {', '.join(missing)}")
-
-    from ..data import SPLITS, label_names, list_datasets
-
-    dataset, split, label = raw["dataset"], raw.get("split", "test"), raw.get("label")
-    if dataset not in list_datasets():
-        raise unknown_name("dataset", dataset, list_datasets(), context)
-    if split not in SPLITS:
-        raise unknown_name("split", split, SPLITS, context)
-    dataset_args = dict(_mapping(raw.get("dataset_args"), f"{context}dataset_args"))
-    if label is not None:
-        names = label_names(dataset, **dataset_args)
-        if label not in names:
-            raise unknown_name("label", label, names, f"{context}{dataset}: ")
-    explainer_entries = _labels(raw["explainers"], "explainers", context)
-    explainers = tuple(_explainer(k, v, context) for k, v in explainer_entries.items())
-    models = tuple(_model(k, v, path.parent, context, weights)
-                   for k, v in _labels(raw["models"], "models", context).items())
-    samples = _positive_int(raw.get("samples", 1000), f"{context}samples")
-    metrics = tuple(_metric(k, v, list(explainer_entries), samples, context)
-                    for k, v in _labels(raw["metrics"], "metrics", context).items())
-    device = raw.get("device", "auto")
-    if not isinstance(device, str):
-        raise ValueError(f"{context}device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"{context}seed must be a non-negative integer, got {seed!r}")
-    return EvalConfig(
-        name=str(raw.get("name", path.stem)), dataset=dataset, models=models, explainers=explainers,
-        metrics=metrics, split=split, samples=samples,
-        label=label, seed=seed, batch_size=_positive_int(raw.get("batch_size", 32), f"{context}batch_size"),
-        device=device, dataset_args=dataset_args, description=str(raw.get("description", "")), folder=path.parent,
-    )
+    if weights is not None and isinstance(raw.get("models"), dict):
+        raw["models"] = {label: {**({"model": e} if isinstance(e, str) else e), "weights": weights}
+                         for label, e in raw["models"].items()}
+    raw.setdefault("name", path.stem)
+    return validated(EvalConfig, {**raw, "folder": path.parent}, f"{path}: ")

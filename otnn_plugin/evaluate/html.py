@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import base64
 from html import escape
-from typing import Any
-
-from .leaderboard import metric_heading, metric_table, setting_facts
+from .leaderboard import Leaderboard, metric_heading, metric_table, setting_facts
 
 __all__ = ["render_html"]
 
@@ -45,30 +43,30 @@ def _image(png: bytes | None, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def render_html(board: dict[str, Any], figures: dict[str, bytes | None]) -> str:
+def render_html(board: Leaderboard, figures: dict[str, bytes | None]) -> str:
     """The page; ``figures`` maps ``<setting>/explanations`` and ``<setting>/<metric>`` to PNG bytes (or None)."""
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>OTNN leaderboard</title>", f"<style>{_STYLE}</style></head><body>",
              "<h1>Leaderboard: OTNNs and their unconstrained twins, side by side</h1>"]
-    if board["command"]:
-        parts.append(f"<p>Built by <code>{escape(board['command'])}</code>.</p>")
+    if board.command:
+        parts.append(f"<p>Built by <code>{escape(board.command)}</code>.</p>")
     parts.append(
         "<p>Each cell: mean ± standard error over the samples. Rk: rank of the explainer for that model and metric "
         "(1 = best, in bold), as the paper's “Saliency Rk” (Table 1). paper: the paper's value for the same network, "
-        f"metric and method, with its rank among the paper's methods ({escape(board['paper_source'] or 'none')}). "
+        f"metric and method, with its rank among the paper's methods ({escape(board.paper_source or 'none')}). "
         "Compare ranks and directions with the paper, not digits: its models, samples and settings differ.</p>")
-    for setting in board["settings"]:
-        name = setting["name"]
-        parts.append(f'<section id="{escape(name)}"><h2>{escape(name)}: {escape(setting["dataset"])}, '
-                     f'{setting["samples"]} samples</h2>')
-        if setting["description"]:
-            parts.append(f"<p>{escape(setting['description'])}</p>")
+    for setting in board.settings:
+        name = setting.name
+        parts.append(f'<section id="{escape(name)}"><h2>{escape(name)}: {escape(setting.dataset)}, '
+                     f'{setting.samples} samples</h2>')
+        if setting.description:
+            parts.append(f"<p>{escape(setting.description)}</p>")
         parts.append(_table(None, [[k, v] for k, v in setting_facts(setting)], "facts"))
         parts.append(_image(figures.get(f"{name}/explanations"), f"{name}: explanations of the same inputs"))
-        for metric in setting["metrics"]:
-            parts.append(f'<h3 id="{escape(name)}-{escape(metric["label"])}">{escape(metric_heading(metric))}</h3>')
-            parts.append(_table(*metric_table(setting, metric["label"]), "metric"))
-            parts.append(_image(figures.get(f"{name}/{metric['label']}"), f"{name}: {metric['label']}"))
+        for metric in setting.metrics:
+            parts.append(f'<h3 id="{escape(name)}-{escape(metric.label)}">{escape(metric_heading(metric))}</h3>')
+            parts.append(_table(*metric_table(setting, metric.label), "metric"))
+            parts.append(_image(figures.get(f"{name}/{metric.label}"), f"{name}: {metric.label}"))
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)

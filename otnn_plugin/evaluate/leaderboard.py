@@ -18,17 +18,17 @@ import io
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._yaml import read_yaml
-from .config import model_family
+from .config import EvalConfig
 from .results import Results, weights_conflicts
 
-__all__ = ["PAPER_NUMBERS", "PaperNumbers", "build_leaderboard", "competition_ranks", "load_paper_numbers",
+__all__ = ["PAPER_NUMBERS", "Cell", "Leaderboard", "PaperNumbers", "Setting", "build_leaderboard", "competition_ranks", "load_paper_numbers",
            "metric_table", "setting_facts", "to_csv", "to_json", "to_markdown"]
 
 #: The paper's numbers shipped with this checkout.
@@ -87,6 +87,88 @@ def load_paper_numbers(path: str | Path | None = None) -> PaperNumbers | None:
     return PaperNumbers(str(raw.get("source", path.name)), explainers, datasets, metrics)
 
 
+@dataclass
+class Cell:
+    """One model x explainer x metric: its status, statistics over the samples, times, rank and the paper's value."""
+
+    metric: str
+    model: str
+    explainer: str
+    method: str
+    status: str
+    n: int
+    n_expected: int
+    n_nonfinite: int
+    scored: int
+    mean: float | None
+    se: float | None
+    seconds: float
+    explain_seconds: float
+    error: str | None
+    rank: int | None = None
+    paper: float | None = None
+    paper_rank: int | None = None
+
+
+@dataclass
+class ModelEntry:
+    model: str
+    weights: str
+    args: dict[str, Any]
+    family: str | None
+
+
+@dataclass
+class MetricEntry:
+    label: str
+    metric: str
+    params: dict[str, Any]
+    direction: str
+    samples: int | None
+    explainers: list[str] | None
+    paper: dict[str, Any] | None
+
+
+@dataclass
+class Session:
+    started: str
+    command: str
+    environment: dict[str, Any]
+    export_max_abs_difference: dict[str, float]
+    wall_seconds: float
+
+
+@dataclass
+class Setting:
+    """One config's results: what ran, how, and every cell."""
+
+    name: str
+    config_name: str
+    description: str
+    config_hash: str
+    sources: list[str]
+    dataset: str
+    split: str
+    label: str | None
+    samples: int
+    batch_size: int
+    seed: int
+    target_names: list[str]
+    models: dict[str, ModelEntry]
+    explainers: dict[str, dict[str, Any]]
+    metrics: list[MetricEntry]
+    sessions: list[Session]
+    wall_seconds: float
+    cells: list[Cell]
+
+
+@dataclass
+class Leaderboard:
+    command: str
+    paper_source: str | None
+    settings: list[Setting]
+
+
 def _merge(results: list[Results]) -> list[tuple[dict[str, Any], list[Results], dict]]:
     """Result sets grouped by config hash: (header, the sets, their units with later files winning)."""
     groups: dict[str, list[Results]] = defaultdict(list)
@@ -105,7 +187,7 @@ def _merge(results: list[Results]) -> list[tuple[dict[str, Any], list[Results], 
     return merged
 
 
-def _cell(units: list[dict | None], n_expected: int) -> dict[str, Any]:
+def _cell(metric: str, model: str, explainer: str, method: str, units: list[dict | None], n_expected: int) -> Cell:
     """Status, statistics and times of one cell from its batches' unit lines (None: not computed yet)."""
     present = [u for u in units if u is not None]
     failed = [u for u in present if u["status"] == "failed"]
@@ -118,21 +200,17 @@ def _cell(units: list[dict | None], n_expected: int) -> dict[str, Any]:
     else:
         status = "ok" if len(present) == len(units) else "incomplete"
     n = len(finite)
-    return {
-        "status": status,
-        "n": n,
-        "n_expected": n_expected,
-        "n_nonfinite": len(scores) - n,
-        "scored": len(scores),
-        "mean": float(finite.mean()) if n else None,
-        "se": float(finite.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
-        "seconds": round(sum(u["seconds"] for u in present), 3),
-        "explain_seconds": round(sum(u["explain_seconds"] for u in present), 3),
-        "error": failed[0]["error"] if failed else None,
-    }
+    return Cell(
+        metric, model, explainer, method, status=status, n=n, n_expected=n_expected, n_nonfinite=len(scores) - n,
+        scored=len(scores), mean=float(finite.mean()) if n else None,
+        se=float(finite.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+        seconds=round(sum(u["seconds"] for u in present), 3),
+        explain_seconds=round(sum(u["explain_seconds"] for u in present), 3),
+        error=failed[0]["error"] if failed else None,
+    )
 
 
-def _sessions(group: list[Results]) -> list[dict[str, Any]]:
+def _sessions(group: list[Results]) -> list[Session]:
     last_time: dict[tuple[str, int], float] = {}
     for result in group:
         for unit in result.units.values():
@@ -142,62 +220,57 @@ def _sessions(group: list[Results]) -> list[dict[str, Any]]:
     for result in group:
         for session in result.sessions:
             end = last_time.get((str(result.path), session["session"]), session["time"])
-            sessions.append({"started": session["started"], "command": session["command"],
-                             "environment": session["environment"],
-                             "export_max_abs_difference": session["export_max_abs_difference"],
-                             "wall_seconds": round(end - session["time"], 1)})
+            sessions.append(Session(session["started"], session["command"], session["environment"],
+                                    session["export_max_abs_difference"], round(end - session["time"], 1)))
     return sessions
 
 
 def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: PaperNumbers | None,
-             name: str) -> dict[str, Any]:
-    config = header["config"]
-    n_samples = len(header["indices"])
-    explainers = config["explainers"]
-    models = {label: {**spec, "family": model_family(spec["model"])} for label, spec in config["models"].items()}
+             name: str) -> Setting:
+    """The setting of one config's merged results; which units each cell expects comes from the config's plan."""
+    config = EvalConfig.from_content(header["config"], name=header["name"])
+    planned: dict[tuple[str, str, str], list] = defaultdict(list)
+    for unit in config.units():
+        planned[unit.cell].append(unit)
     cells = []
-    for metric, spec in config["metrics"].items():
-        n_metric = min(spec.get("samples") or n_samples, n_samples)
-        n_batches = math.ceil(n_metric / config["batch_size"])
-        for model, model_spec in models.items():
-            paper_row = paper.row(metric, config["dataset"], config["label"], model_spec["family"]) if paper else {}
-            paper_ranks = competition_ranks(paper_row, spec["direction"]) if len(paper_row) > 1 else {}
+    for metric_label, metric in config.metrics.items():
+        for model_label, model in config.models.items():
+            paper_row = paper.row(metric_label, config.dataset, config.label, model.family) if paper else {}
+            paper_ranks = competition_ranks(paper_row, metric.direction) if len(paper_row) > 1 else {}
             row = []
-            for explainer, explainer_spec in explainers.items():
-                if spec["explainers"] is not None and explainer not in spec["explainers"]:
+            for explainer_label, explainer in config.explainers.items():
+                cell_units = planned[(model_label, explainer_label, metric_label)]
+                if not cell_units:
                     continue
-                batches = [units.get((model, explainer, metric, b)) for b in range(n_batches)]
-                method = explainer_spec["method"]
-                row.append({"metric": metric, "model": model, "explainer": explainer, "method": method,
-                            **_cell(batches, n_metric), "rank": None, "paper": paper_row.get(method),
-                            "paper_rank": paper_ranks.get(method)})
-            scored = [c for c in row if c["status"] in ("ok", "incomplete") and c["n"]]
-            same_samples = len({c["scored"] for c in scored}) == 1
-            ranks = competition_ranks({c["explainer"]: c["mean"] for c in scored} if same_samples else {},
-                                      spec["direction"])
+                cell = _cell(metric_label, model_label, explainer_label, explainer.method,
+                             [units.get(unit.key) for unit in cell_units],
+                             sum(unit.rows.stop - unit.rows.start for unit in cell_units))
+                cell.paper, cell.paper_rank = paper_row.get(explainer.method), paper_ranks.get(explainer.method)
+                row.append(cell)
+            scored = [c for c in row if c.status in ("ok", "incomplete") and c.n]
+            same_samples = len({c.scored for c in scored}) == 1
+            ranks = competition_ranks({c.explainer: c.mean for c in scored} if same_samples else {},
+                                      metric.direction)
             for cell in row:
-                cell["rank"] = ranks.get(cell["explainer"])
+                cell.rank = ranks.get(cell.explainer)
             cells += row
-    metrics = []
-    for metric, spec in config["metrics"].items():
-        params = {k: v for k, v in spec.items() if k not in ("metric", "direction", "explainers", "samples")}
-        metrics.append({"label": metric, "metric": spec["metric"], "params": params, "direction": spec["direction"],
-                        "samples": spec["samples"] if spec.get("samples", n_samples) < n_samples else None,
-                        "explainers": spec["explainers"], "paper": paper.reference(metric) if paper else None})
+    metrics = [MetricEntry(label, m.metric, dict(m.params), m.direction, m.samples,
+                           list(m.explainers) if m.explainers is not None else None,
+                           paper.reference(label) if paper else None) for label, m in config.metrics.items()]
     sessions = _sessions(group)
-    return {
-        "name": name, "config_name": header["name"], "description": header["description"],
-        "config_hash": header["config_hash"], "sources": [str(r.path) for r in group],
-        "dataset": config["dataset"], "split": config["split"], "label": config["label"], "samples": n_samples,
-        "batch_size": config["batch_size"], "seed": config["seed"], "target_names": header["target_names"],
-        "models": models,
-        "explainers": explainers, "metrics": metrics, "sessions": sessions,
-        "wall_seconds": round(sum(s["wall_seconds"] for s in sessions), 1), "cells": cells,
-    }
+    return Setting(
+        name=name, config_name=header["name"], description=header["description"],
+        config_hash=header["config_hash"], sources=[str(r.path) for r in group], dataset=config.dataset,
+        split=config.split, label=config.label, samples=config.samples, batch_size=config.batch_size,
+        seed=config.seed, target_names=header["target_names"],
+        models={label: ModelEntry(m.model, m.weights, m.args, m.family) for label, m in config.models.items()},
+        explainers={label: e.content() for label, e in config.explainers.items()}, metrics=metrics,
+        sessions=sessions, wall_seconds=round(sum(s.wall_seconds for s in sessions), 1), cells=cells,
+    )
 
 
-def build_leaderboard(results: list[Results], paper: PaperNumbers | None = None, command: str = "") -> dict:
-    """The leaderboard of ``results`` as plain data (see the module docstring)."""
+def build_leaderboard(results: list[Results], paper: PaperNumbers | None = None, command: str = "") -> Leaderboard:
+    """The leaderboard of ``results`` (see the module docstring)."""
     merged = _merge(results)
     names = [header["name"] for header, _, _ in merged]
 
@@ -205,60 +278,59 @@ def build_leaderboard(results: list[Results], paper: PaperNumbers | None = None,
         return header["name"] if names.count(header["name"]) == 1 else f"{header['name']}-{header['config_hash'][:6]}"
 
     settings = [_setting(header, group, units, paper, unique(header)) for header, group, units in merged]
-    return {"command": command, "paper_source": paper.source if paper else None, "settings": settings}
+    return Leaderboard(command, paper.source if paper else None, settings)
 
 
 def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.3g}"
 
 
-def _cell_text(cell: dict[str, Any]) -> str:
-    if cell["status"] == "failed":
-        error = cell["error"]
-        return "failed: " + (error if len(error) <= 80 else error[:77] + "...")
-    if cell["mean"] is None:
-        return "—" if cell["status"] == "pending" else "no finite score"
-    text = _number(cell["mean"]) + ("" if cell["se"] is None else f" ± {cell['se']:.2g}")
-    if cell["status"] == "incomplete":
-        text += f" ({cell['n']}/{cell['n_expected']} samples)"
-    if cell["n_nonfinite"]:
-        text += f" ({cell['n_nonfinite']} not finite)"
+def _cell_text(cell: Cell) -> str:
+    if cell.status == "failed":
+        return "failed: " + (cell.error if len(cell.error) <= 80 else cell.error[:77] + "...")
+    if cell.mean is None:
+        return "—" if cell.status == "pending" else "no finite score"
+    text = _number(cell.mean) + ("" if cell.se is None else f" ± {cell.se:.2g}")
+    if cell.status == "incomplete":
+        text += f" ({cell.n}/{cell.n_expected} samples)"
+    if cell.n_nonfinite:
+        text += f" ({cell.n_nonfinite} not finite)"
     return text
 
 
-def metric_heading(metric: dict[str, Any]) -> str:
+def metric_heading(metric: MetricEntry) -> str:
     """``label: Class(params), higher/lower is better[, first N samples]; paper Table N "title"``."""
-    params = ", ".join(f"{k}={v!r}" for k, v in metric["params"].items())
-    arrow = "↑" if metric["direction"] == "higher" else "↓"
-    text = f"{metric['label']}: {metric['metric']}({params}), {metric['direction']} is better {arrow}"
-    if metric.get("samples"):
-        text += f", first {metric['samples']} samples"
-    if metric["paper"]:
-        text += f"; paper Table {metric['paper']['table']}, {metric['paper']['title']}"
+    params = ", ".join(f"{k}={v!r}" for k, v in metric.params.items())
+    arrow = "↑" if metric.direction == "higher" else "↓"
+    text = f"{metric.label}: {metric.metric}({params}), {metric.direction} is better {arrow}"
+    if metric.samples:
+        text += f", first {metric.samples} samples"
+    if metric.paper:
+        text += f"; paper Table {metric.paper['table']}, {metric.paper['title']}"
     return text
 
 
-def metric_table(setting: dict[str, Any], metric: str) -> tuple[list[str], list[list[str]]]:
+def metric_table(setting: Setting, metric: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one metric's table: one row per explainer; per model its score, rank and paper value."""
-    cells = [c for c in setting["cells"] if c["metric"] == metric]
-    models = list(setting["models"])
-    with_paper = any(c["paper"] is not None for c in cells)
+    cells = [c for c in setting.cells if c.metric == metric]
+    models = list(setting.models)
+    with_paper = any(c.paper is not None for c in cells)
     header = ["explainer"]
     for model in models:
         header += [model, "Rk"] + (["paper"] if with_paper else [])
     rows = []
-    for explainer, spec in setting["explainers"].items():
-        by_model = {c["model"]: c for c in cells if c["explainer"] == explainer}
+    for explainer, spec in setting.explainers.items():
+        by_model = {c.model: c for c in cells if c.explainer == explainer}
         if not by_model:
             continue
         name = explainer if spec["method"] == explainer else f"{explainer} ({spec['method']})"
         row = [name]
         for model in models:
             cell = by_model[model]
-            row += [_cell_text(cell), "" if cell["rank"] is None else str(cell["rank"])]
+            row += [_cell_text(cell), "" if cell.rank is None else str(cell.rank)]
             if with_paper:
-                paper = "" if cell["paper"] is None else _number(cell["paper"])
-                row.append(paper + (f" (Rk{cell['paper_rank']})" if cell["paper_rank"] is not None else ""))
+                paper = "" if cell.paper is None else _number(cell.paper)
+                row.append(paper + (f" (Rk{cell.paper_rank})" if cell.paper_rank is not None else ""))
         rows.append(row)
     return header, rows
 
@@ -268,35 +340,35 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
-def setting_facts(setting: dict[str, Any]) -> list[tuple[str, str]]:
+def setting_facts(setting: Setting) -> list[tuple[str, str]]:
     """What a setting is and how it was run, as (name, text) pairs."""
     models = []
-    for label, spec in setting["models"].items():
-        text = f"{label}: {spec['model']} ({spec['weights']} weights"
-        text += f", args {spec['args']})" if spec["args"] else ")"
+    for label, spec in setting.models.items():
+        text = f"{label}: {spec.model} ({spec.weights} weights"
+        text += f", args {spec.args})" if spec.args else ")"
         models.append(text)
     explainers = [label + (f" ({', '.join(f'{k}={v!r}' for k, v in spec.items() if k != 'method')})"
-                           if len(spec) > 1 else "") for label, spec in setting["explainers"].items()]
+                           if len(spec) > 1 else "") for label, spec in setting.explainers.items()]
     facts = [
-        ("config", f"{setting['config_name']} (content hash {setting['config_hash']})"),
-        ("data", f"{setting['dataset']} {setting['split']} split, {setting['samples']} samples (seed "
-                 f"{setting['seed']}, batches of {setting['batch_size']})"
-                 + (f", explaining label {setting['label']}" if setting["label"] else ", each for its own class")),
+        ("config", f"{setting.config_name} (content hash {setting.config_hash})"),
+        ("data", f"{setting.dataset} {setting.split} split, {setting.samples} samples (seed "
+                 f"{setting.seed}, batches of {setting.batch_size})"
+                 + (f", explaining label {setting.label}" if setting.label else ", each for its own class")),
         ("models", "; ".join(models)),
         ("explainers", "; ".join(explainers)),
     ]
-    for number, session in enumerate(setting["sessions"], start=1):
-        env = session["environment"]
-        exported = ", ".join(f"{m} {d:.1e}" for m, d in session["export_max_abs_difference"].items())
-        facts.append((f"run {number}", f"started {session['started']}, wall time {_duration(session['wall_seconds'])}, "
+    for number, session in enumerate(setting.sessions, start=1):
+        env = session.environment
+        exported = ", ".join(f"{m} {d:.1e}" for m, d in session.export_max_abs_difference.items())
+        facts.append((f"run {number}", f"started {session.started}, wall time {_duration(session.wall_seconds)}, "
                                        f"{env['device']} ({env['device_name']}, {env['threads']} threads); "
                                        f"python {env['python']}, torch {env['torch']}, timm {env['timm']}, captum "
                                        f"{env['captum']}, quantus {env['quantus']}, deel-torchlip "
                                        f"{env['deel-torchlip']}, otnn-plugin {env['otnn-plugin']}"
                                        + (f"; OTNNs evaluated as export_vanilla (max |difference| {exported})"
                                           if exported else "")))
-        facts.append((f"command {number}", session["command"] or "(not recorded)"))
-    facts.append(("results", ", ".join(setting["sources"])))
+        facts.append((f"command {number}", session.command or "(not recorded)"))
+    facts.append(("results", ", ".join(setting.sources)))
     return facts
 
 
@@ -307,49 +379,50 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), "|" + "---|" * len(header), *(line(row) for row in rows)]
 
 
-def to_markdown(board: dict[str, Any]) -> str:
+def to_markdown(board: Leaderboard) -> str:
     lines = ["# Leaderboard: OTNNs and their unconstrained twins, side by side", ""]
-    if board["command"]:
-        lines += [f"Built by `{board['command']}`.", ""]
+    if board.command:
+        lines += [f"Built by `{board.command}`.", ""]
     lines += [
         "Each cell: mean ± standard error over the samples. Rk: rank of the explainer among those scored for that "
         "model and metric (1 = best, ties share the best rank), as the paper's \"Saliency Rk\" (Table 1). paper: "
         "the value the paper reports for the same network, metric and method, with its rank among the paper's "
-        f"methods ({board['paper_source'] or 'no paper numbers loaded'}). The paper used full-size models, "
+        f"methods ({board.paper_source or 'no paper numbers loaded'}). The paper used full-size models, "
         "1000 samples and the settings of its appendix A.4: compare ranks and directions, not digits.", "",
     ]
-    for setting in board["settings"]:
-        lines += [f"## {setting['name']}: {setting['dataset']}, {setting['samples']} samples", ""]
-        if setting["description"]:
-            lines += [setting["description"], ""]
+    for setting in board.settings:
+        lines += [f"## {setting.name}: {setting.dataset}, {setting.samples} samples", ""]
+        if setting.description:
+            lines += [setting.description, ""]
         lines += _markdown_table(["", ""], [[k, v] for k, v in setting_facts(setting)]) + [""]
-        for metric in setting["metrics"]:
+        for metric in setting.metrics:
             lines += [f"### {metric_heading(metric)}", ""]
-            lines += _markdown_table(*metric_table(setting, metric["label"])) + [""]
+            lines += _markdown_table(*metric_table(setting, metric.label)) + [""]
     return "\n".join(lines)
 
 
-def to_csv(board: dict[str, Any]) -> str:
+def to_csv(board: Leaderboard) -> str:
     """One row per cell, long format."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for setting in board["settings"]:
-        metrics = {m["label"]: m for m in setting["metrics"]}
-        for cell in setting["cells"]:
-            metric, model = metrics[cell["metric"]], setting["models"][cell["model"]]
+    for setting in board.settings:
+        metrics = {m.label: m for m in setting.metrics}
+        for cell in setting.cells:
+            metric, model = metrics[cell.metric], setting.models[cell.model]
+            values = asdict(cell)
             writer.writerow({
-                "setting": setting["name"], "dataset": setting["dataset"], "split": setting["split"],
-                "label": setting["label"] or "", "samples": cell["n_expected"], "metric": cell["metric"],
-                "metric_class": metric["metric"], "direction": metric["direction"], "model": cell["model"],
-                "timm_model": model["model"], "family": model["family"] or "", "explainer": cell["explainer"],
-                "method": cell["method"], "paper_table": metric["paper"]["table"] if metric["paper"] else "",
-                **{k: "" if cell[k] is None else cell[k] for k in ("status", "n", "n_nonfinite", "mean", "se", "rank",
-                                                                  "seconds", "explain_seconds", "paper",
-                                                                  "paper_rank", "error")},
+                "setting": setting.name, "dataset": setting.dataset, "split": setting.split,
+                "label": setting.label or "", "samples": cell.n_expected, "metric": cell.metric,
+                "metric_class": metric.metric, "direction": metric.direction, "model": cell.model,
+                "timm_model": model.model, "family": model.family or "", "explainer": cell.explainer,
+                "method": cell.method, "paper_table": metric.paper["table"] if metric.paper else "",
+                **{k: "" if values[k] is None else values[k] for k in (
+                    "status", "n", "n_nonfinite", "mean", "se", "rank", "seconds", "explain_seconds", "paper",
+                    "paper_rank", "error")},
             })
     return buffer.getvalue()
 
 
-def to_json(board: dict[str, Any]) -> str:
-    return json.dumps(board, indent=1, allow_nan=False) + "\n"
+def to_json(board: Leaderboard) -> str:
+    return json.dumps(asdict(board), indent=1, allow_nan=False) + "\n"

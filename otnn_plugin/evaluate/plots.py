@@ -3,10 +3,13 @@ one bar chart per metric. Figures are drawn with matplotlib's object API (no pyp
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from .leaderboard import MetricEntry, Setting
 
 __all__ = ["explanation_figure", "metric_bars"]
 
@@ -24,14 +27,14 @@ def _image(inputs: np.ndarray) -> tuple[np.ndarray, str | None]:
     return np.clip(inputs.transpose(1, 2, 0), 0, 1), None
 
 
-def explanation_figure(setting: dict[str, Any], examples: dict[str, np.ndarray]) -> bytes | None:
+def explanation_figure(setting: Setting, examples: dict[str, np.ndarray]) -> bytes | None:
     """Rows: each model x each example input; columns: the input, then each explainer's channel-mean map.
 
     Signed maps use a diverging colour map centred on 0, non-negative ones a sequential map from 0; every map is
     scaled on its own. ``None`` when the examples hold no explanation.
     """
-    models = [m for m in setting["models"] if any(k.startswith(m + "/") for k in examples)]
-    explainers = list(setting["explainers"])
+    models = [m for m in setting.models if any(k.startswith(m + "/") for k in examples)]
+    explainers = list(setting.explainers)
     if not models or "inputs" not in examples:
         return None
     inputs, indices, targets = examples["inputs"], examples["indices"], examples["targets"]
@@ -43,7 +46,7 @@ def explanation_figure(setting: dict[str, Any], examples: dict[str, np.ndarray])
             row = axes[m * len(inputs) + i]
             image, cmap = _image(inputs[i])
             row[0].imshow(image, cmap=cmap, vmin=0, vmax=1)
-            row[0].set_ylabel(f"{model}\n#{indices[i]} {setting['target_names'][targets[i]]}", fontsize=7)
+            row[0].set_ylabel(f"{model}\n#{indices[i]} {setting.target_names[targets[i]]}", fontsize=7)
             for j, explainer in enumerate(explainers, start=1):
                 attribution = examples.get(f"{model}/{explainer}")
                 if attribution is not None:
@@ -58,29 +61,29 @@ def explanation_figure(setting: dict[str, Any], examples: dict[str, np.ndarray])
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.suptitle(f"{setting['name']}: explanations of the same inputs (red > 0 > blue; dark = 0)", fontsize=9)
+    figure.suptitle(f"{setting.name}: explanations of the same inputs (red > 0 > blue; dark = 0)", fontsize=9)
     return _png(figure)
 
 
-def metric_bars(setting: dict[str, Any], metric: dict[str, Any]) -> bytes | None:
+def metric_bars(setting: Setting, metric: MetricEntry) -> bytes | None:
     """Mean ± standard error of one metric: explainers along the x axis, one bar per model; ``None`` if no score."""
-    cells = [c for c in setting["cells"] if c["metric"] == metric["label"]]
-    explainers = [e for e in setting["explainers"] if any(c["explainer"] == e for c in cells)]
-    models = list(setting["models"])
-    if not any(c["mean"] is not None for c in cells):
+    cells = [c for c in setting.cells if c.metric == metric.label]
+    explainers = [e for e in setting.explainers if any(c.explainer == e for c in cells)]
+    models = list(setting.models)
+    if not any(c.mean is not None for c in cells):
         return None
     figure = Figure(figsize=(max(4.0, 0.6 * len(explainers) * len(models)), 3.0), layout="constrained")
     axis = figure.subplots()
     width = 0.8 / len(models)
     positions = np.arange(len(explainers))
     for k, model in enumerate(models):
-        by_explainer = {c["explainer"]: c for c in cells if c["model"] == model}
-        means = [by_explainer[e]["mean"] if by_explainer[e]["mean"] is not None else np.nan for e in explainers]
-        errors = [by_explainer[e]["se"] or 0.0 for e in explainers]
+        by_explainer = {c.explainer: c for c in cells if c.model == model}
+        means = [by_explainer[e].mean if by_explainer[e].mean is not None else np.nan for e in explainers]
+        errors = [by_explainer[e].se or 0.0 for e in explainers]
         axis.bar(positions + (k - (len(models) - 1) / 2) * width, means, width, yerr=errors, capsize=2, label=model)
     axis.set_xticks(positions, explainers, rotation=30, ha="right", fontsize=8)
     axis.axhline(0, color="black", linewidth=0.5)
     axis.legend(fontsize=7)
-    arrow = "↑" if metric["direction"] == "higher" else "↓"
-    axis.set_title(f"{setting['name']}: {metric['label']} ({metric['direction']} is better {arrow})", fontsize=9)
+    arrow = "↑" if metric.direction == "higher" else "↓"
+    axis.set_title(f"{setting.name}: {metric.label} ({metric.direction} is better {arrow})", fontsize=9)
     return _png(figure)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from itertools import groupby
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +35,7 @@ from .._fingerprint import weights_fingerprint
 from .._names import unknown_name
 from .._progress import progress_bar
 from ..devices import resolve_device
-from .config import EvalConfig, MetricSpec, ModelSpec
+from .config import EvalConfig, MetricSpec, ModelSpec, unit_seed
 from .label_sides import LabelSides, side_names
 from .results import Results, append_record, load_examples, open_results, save_example
 
@@ -58,10 +58,6 @@ class EvaluationSetup:
     models: dict[str, nn.Module]
     export_differences: dict[str, float]
 
-    def batches(self) -> list[slice]:
-        size = self.config.batch_size
-        return [slice(start, start + size) for start in range(0, len(self.x), size)]
-
 
 @dataclass
 class RunSummary:
@@ -70,11 +66,6 @@ class RunSummary:
     skipped: int
     failed_cells: list[tuple[str, str, str]]
     seconds: float
-
-
-def unit_seed(seed: int, *parts: object) -> int:
-    """A seed for one piece of work, from the config's seed and the work's names (stable across runs)."""
-    return zlib.crc32("/".join(map(str, (seed, *parts))).encode())
 
 
 def seed_everything(seed: int) -> None:
@@ -153,7 +144,7 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
     from ..lipschitz import is_otnn
     from ..models import export_vanilla
 
-    labels = [spec.label for spec in config.models]
+    labels = list(config.models)
     for label in models or ():
         if label not in labels:
             raise unknown_name("model label", label, labels, f"{config.name}: ")
@@ -163,7 +154,7 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
     first = torch.as_tensor(x[:config.batch_size], device=device)
     side_of = None if config.label is None else names.index(config.label)
     loaded, differences = {}, {}
-    for spec in config.models:
+    for spec in config.models.values():
         if models and spec.label not in models:
             continue
         model = _load_model(spec, config).to(device).eval()
@@ -257,7 +248,6 @@ def run_evaluation(
     ``retry_failed`` computes the failed cells again; otherwise a failed cell counts as done.
     """
     from ..explainers import explain
-    from .config import explainer_settings
 
     config, out = prepared.config, Path(out)
     results = open_results(out, _header(prepared))
@@ -269,59 +259,50 @@ def run_evaluation(
     })
     done = {unit for unit, record in results.units.items() if record["status"] == "ok" or not retry_failed}
     failed = set() if retry_failed else {u[:3] for u, r in results.units.items() if r["status"] == "failed"}
-    batches = prepared.batches()
-    plan = [(model, explainer.label, metric.label, b) for model in prepared.models for explainer in config.explainers
-            for metric in config.metrics if metric.applies_to(explainer.label)
-            for b, rows in enumerate(batches) if metric.rows(rows).stop > rows.start]
-    skipped = sum(1 for unit in plan if unit in done or unit[:3] in failed)
+    plan = list(config.units(list(prepared.models)))
+    skipped = sum(1 for unit in plan if unit.key in done or unit.cell in failed)
     bar = progress_bar(total=len(plan), initial=skipped, desc=config.name, unit="unit", enabled=progress,
-               dynamic_ncols=True)
-    computed, examples_done = 0, set(load_examples(out))
-    for b, rows in enumerate(batches):  # batch by batch, so a stopped run has scored the same samples everywhere
-        for model_label, model in prepared.models.items():
-            for explainer in config.explainers:
-                seeded = "seed" in explainer_settings(explainer.method) and "seed" not in explainer.settings
-                todo = [m for m in config.metrics if m.applies_to(explainer.label) and m.rows(rows).stop > rows.start
-                        and (model_label, explainer.label, m.label, b) not in done
-                        and (model_label, explainer.label, m.label) not in failed]
-                if not todo:
-                    continue
-                bar.set_description(f"{config.name} batch {b + 1}/{len(batches)}: {model_label} {explainer.label}")
-                x, y = prepared.x[rows], prepared.y[rows]
-                batch_seed = unit_seed(config.seed, model_label, explainer.label, b)
-                explain_kwargs = {**explainer.explain_kwargs(), **({"seed": batch_seed} if seeded else {})}
-                seed_everything(batch_seed)
-                began = time.perf_counter()
-                try:
-                    attributions, explain_error = explain(model, x, y, **explain_kwargs), None
-                except Exception as err:  # recorded with every metric of the batch; the run goes on
-                    attributions, explain_error = None, f"explanation failed: {_error(err)}"
-                explain_seconds = round(time.perf_counter() - began, 4)
-                key = f"{model_label}/{explainer.label}"
-                if b == 0 and attributions is not None and key not in examples_done:
-                    shown = slice(0, EXAMPLES_SHOWN)
-                    save_example(out, key, attributions[shown], {
-                        "inputs": x[shown], "indices": np.asarray(prepared.indices[shown]), "targets": y[shown]})
-                    examples_done.add(key)
-                remembering = _RememberingExplain(explain)
-                for metric in todo:
-                    bar.set_postfix_str(metric.label)
-                    began = time.perf_counter()
-                    n = metric.rows(rows).stop - rows.start
-                    outcome = {"status": "failed", "error": explain_error} if explain_error else _score(
-                        metric, model, x[:n], y[:n], attributions[:n], remembering, explain_kwargs, prepared.device,
-                        unit_seed(config.seed, model_label, explainer.label, metric.label, b))
-                    append_record(results, {
-                        "event": "unit", "session": session, "model": model_label, "explainer": explainer.label,
-                        "metric": metric.label, "batch": b, **outcome,
-                        "seconds": round(time.perf_counter() - began, 4), "explain_seconds": explain_seconds,
-                        "time": time.time()})
-                    computed += 1
-                    bar.update(1)
-                    if outcome["status"] == "failed":  # the rest of the cell is skipped
-                        failed.add((model_label, explainer.label, metric.label))
-                        bar.total -= sum(1 for unit in plan if unit[:3] == (model_label, explainer.label, metric.label)
-                                         and unit[3] > b and unit not in done)
+                       dynamic_ncols=True)
+    computed, examples_done, batches = 0, set(load_examples(out)), config.batches()
+    for (b, model_label, explainer_label), group in groupby(plan, key=lambda u: (u.batch, u.model, u.explainer)):
+        todo = [unit for unit in group if unit.key not in done and unit.cell not in failed]
+        if not todo:
+            continue
+        model, explainer, rows = prepared.models[model_label], config.explainers[explainer_label], batches[b]
+        bar.set_description(f"{config.name} batch {b + 1}/{len(batches)}: {model_label} {explainer_label}")
+        x, y = prepared.x[rows], prepared.y[rows]
+        explain_kwargs = explainer.explain_kwargs(seed=todo[0].explain_seed)
+        seed_everything(todo[0].explain_seed)
+        began = time.perf_counter()
+        try:
+            attributions, explain_error = explain(model, x, y, **explain_kwargs), None
+        except Exception as err:  # recorded with every metric of the batch; the run goes on
+            attributions, explain_error = None, f"explanation failed: {_error(err)}"
+        explain_seconds = round(time.perf_counter() - began, 4)
+        key = f"{model_label}/{explainer_label}"
+        if b == 0 and attributions is not None and key not in examples_done:
+            shown = slice(0, EXAMPLES_SHOWN)
+            save_example(out, key, attributions[shown], {
+                "inputs": x[shown], "indices": np.asarray(prepared.indices[shown]), "targets": y[shown]})
+            examples_done.add(key)
+        remembering = _RememberingExplain(explain)
+        for unit in todo:
+            bar.set_postfix_str(unit.metric)
+            began = time.perf_counter()
+            n = unit.rows.stop - unit.rows.start
+            outcome = {"status": "failed", "error": explain_error} if explain_error else _score(
+                config.metrics[unit.metric], model, x[:n], y[:n], attributions[:n], remembering, explain_kwargs,
+                prepared.device, unit.seed)
+            append_record(results, {
+                "event": "unit", "session": session, "model": unit.model, "explainer": unit.explainer,
+                "metric": unit.metric, "batch": b, **outcome, "seconds": round(time.perf_counter() - began, 4),
+                "explain_seconds": explain_seconds, "time": time.time()})
+            computed += 1
+            bar.update(1)
+            if outcome["status"] == "failed":  # the rest of the cell is skipped
+                failed.add(unit.cell)
+                bar.total -= sum(1 for later in plan if later.cell == unit.cell and later.batch > b
+                                 and later.key not in done)
     bar.close()
     failed_cells = sorted({unit[:3] for unit, record in results.units.items() if record["status"] == "failed"})
     return RunSummary(results, computed, skipped, failed_cells, time.time() - started)

@@ -1,14 +1,15 @@
 """Training recipes: small YAML files, one per paper setting or CPU budget (paper appendix A.2.3)."""
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator, model_validator
+
 from .._names import unknown_name
+from .._validation import NonNegativeInt, PositiveInt, Settings, check_keys, validated
 from .._yaml import read_yaml
 
 __all__ = ["Recipe", "load_recipe", "list_recipes", "SCHEDULES"]
@@ -17,52 +18,97 @@ __all__ = ["Recipe", "load_recipe", "list_recipes", "SCHEDULES"]
 SCHEDULES = ("constant", "cosine")
 
 
-@dataclass
-class Recipe:
+def _file_schema(schema: dict[str, Any]) -> None:
+    """A recipe file may leave out its name (the file's)."""
+    schema["required"].remove("name")
+
+
+class Recipe(Settings):
     """What to train, on what, with which loss and optimiser (Adam, as in the paper).
 
     ``power_iterations`` is the number of power-iteration steps each spectral layer runs per training forward
     (deel-torchlip runs 1; large learning rates need more, see :mod:`otnn_plugin.spectral`). ``schedule`` is the
-    paper's ``constant`` learning rate or a ``cosine`` decay from ``lr`` to 0 over the run, step by step.
+    paper's ``constant`` learning rate or a ``cosine`` decay from ``lr`` to 0 over the run, step by step. A pydantic
+    model: building one in Python runs the checks a YAML file gets; ``otnn schema recipe`` prints its JSON Schema.
     """
 
-    name: str
-    model: str
-    dataset: str
-    loss: str
-    epochs: int
-    lr: float
-    batch_size: int = 128
-    model_args: dict[str, Any] = field(default_factory=dict)
-    dataset_args: dict[str, Any] = field(default_factory=dict)
-    loss_args: dict[str, Any] = field(default_factory=dict)
-    augment: bool = False
-    precision: str = "fp32"
-    seed: int = 0
-    train_limit: int | None = None
-    test_limit: int | None = None
-    radii: tuple[float, ...] = (0.1, 0.25, 0.5)
-    grad_norm_samples: int = 64
-    diagnostic_samples: int = 256
-    power_iterations: int = 1
-    schedule: str = "constant"
+    model_config = Settings.model_config | {"json_schema_extra": _file_schema}
+
+    name: str = Field(description="default: the file's name")
+    model: str = Field(description="an otnn_* or unconstrained_* timm model")
+    dataset: str = Field(description="otnn_plugin.data.list_datasets()")
+    loss: str = Field(description="an hKR loss (otnn_plugin.list_losses()), cross_entropy or binary_cross_entropy")
+    epochs: PositiveInt
+    lr: float = Field(gt=0, lt=1, description="Adam learning rate")
+    batch_size: PositiveInt = 128
+    model_args: dict[str, Any] = Field(default_factory=dict, description="timm.create_model arguments")
+    dataset_args: dict[str, Any] = Field(default_factory=dict, description="options of the dataset's loader")
+    loss_args: dict[str, Any] = Field(default_factory=dict, description="arguments of the loss")
+    augment: bool = Field(False, description="the paper's CelebA augmentation (A.2.1)")
+    precision: str = Field("fp32", description="fp32, or bf16 autocast (refused where it breaks an OTNN's bound)")
+    seed: NonNegativeInt = 0
+    train_limit: PositiveInt | None = Field(None, description="train on a seeded subset of this many images")
+    test_limit: PositiveInt | None = Field(None, description="score on a seeded subset of this many images")
+    radii: tuple[float, ...] = Field((0.1, 0.25, 0.5), description="L2 radii of the certified accuracy")
+    grad_norm_samples: PositiveInt = 64
+    diagnostic_samples: PositiveInt = 256
+    power_iterations: PositiveInt = 1
+    schedule: str = Field("constant", description="constant or cosine")
     registry_name: str | None = None
     description: str = ""
 
-    def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "grad_norm_samples", "diagnostic_samples", "power_iterations"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise ValueError(f"recipe {self.name!r}: {key} must be a positive integer, got {getattr(self, key)!r}")
-        for key in ("train_limit", "test_limit"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"recipe {self.name!r}: {key} must be a positive integer or null, got {value!r}")
-        if not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
-            raise ValueError(f"recipe {self.name!r}: lr must be a number in (0, 1), got {self.lr!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"recipe {self.name!r}: schedule must be one of {', '.join(SCHEDULES)}, "
-                             f"got {self.schedule!r}")
-        self.radii = tuple(float(r) for r in self.radii)
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, cls.model_fields)
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        import timm
+
+        valid = timm.list_models("otnn_*") + timm.list_models("unconstrained_*")
+        if model not in valid:
+            raise unknown_name("model", model, valid, listing=False)
+        return model
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, dataset: str) -> str:
+        from ..data import list_datasets
+
+        if dataset not in list_datasets():
+            raise unknown_name("dataset", dataset, list_datasets())
+        return dataset
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, loss: str) -> str:
+        from ..losses import list_losses
+        from .objectives import CROSS_ENTROPY_LOSSES
+
+        valid = [*list_losses(), *CROSS_ENTROPY_LOSSES]
+        if loss not in valid:
+            raise unknown_name("loss", loss, valid)
+        return loss
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, precision: str) -> str:
+        from .precision import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise unknown_name("precision", precision, PRECISIONS)
+        return precision
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, schedule: str) -> str:
+        if schedule not in SCHEDULES:
+            raise unknown_name("schedule", schedule, SCHEDULES)
+        return schedule
 
     def lr_at(self, progress: float) -> float:
         """The learning rate after a fraction ``progress`` in [0, 1] of the training steps."""
@@ -70,11 +116,12 @@ class Recipe:
             return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
         return self.lr
 
+    def updated(self, **changes: Any) -> Recipe:
+        """A validated copy with ``changes`` applied."""
+        return validated(Recipe, {**self.model_dump(), **changes}, f"recipe {self.name}: ")
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-_FIELDS = [f.name for f in dataclasses.fields(Recipe)]
+        return self.model_dump(mode="json")
 
 
 def _recipe_files() -> dict[str, Path]:
@@ -100,11 +147,4 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
         raise ValueError(f"recipe {path} must be a mapping of settings, got {type(raw).__name__}")
     raw.setdefault("name", path.stem)
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    for key in raw:
-        if key not in _FIELDS:
-            raise unknown_name("setting", key, _FIELDS, context=f"recipe {path}: ", listing=False)
-    missing = [f.name for f in dataclasses.fields(Recipe)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw]
-    if missing:
-        raise ValueError(f"recipe {path}: missing setting(s) {', '.join(missing)}")
-    return Recipe(**raw)
+    return validated(Recipe, raw, f"recipe {path}: ")

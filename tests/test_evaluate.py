@@ -564,3 +564,41 @@ def test_html_page_renders_in_headless_chromium(evaluated, tmp_path):
     rows = sum(len(spec.get("explainers", TINY["explainers"])) for spec in TINY["metrics"].values())
     assert f'data-rows="{rows}"' in body
     assert "deletion_zero: Deletion(baseline='zero', steps=4), lower is better" in dom
+
+
+# --- sharded runs ---------------------------------------------------------------------------------------------------
+
+def _cells(board) -> list[tuple]:
+    return [(c.metric, c.model, c.explainer, c.status, c.n, c.mean, c.se, c.rank) for s in board.settings
+            for c in s.cells]
+
+
+def test_two_shards_merge_into_the_unsharded_leaderboard(evaluated, tmp_path, data_dir, capsys):
+    config, whole = evaluated
+    shards = [tmp_path / f"shard{i}" for i in range(2)]
+    for i, out in enumerate(shards):
+        assert main(["evaluate", str(config), "--shard", f"{i}/2", "--out", str(out), "--quiet", "--data-dir",
+                     str(data_dir), "--no-leaderboard"]) == 0
+    assert {unit[3] for unit in read_results(shards[1]).units} == {1}  # TINY has 2 batches: one per shard
+    merged = build_leaderboard([read_results(out) for out in shards])
+    assert _cells(merged) == _cells(build_leaderboard([read_results(whole)]))
+    assert all(c.status == "ok" for c in merged.settings[0].cells)
+    capsys.readouterr()
+    assert main(["leaderboard", str(whole), str(shards[0]), "--out", str(tmp_path / "both")]) == 2
+    assert "both scored OTNN, Unconstrained on the same samples" in capsys.readouterr().err
+    assert main(["evaluate", str(config), "--shard", "1/2", "--out", str(shards[0]), "--quiet", "--data-dir",
+                 str(data_dir)]) == 2
+    assert "holds shard 0/2, not shard 1/2: give each shard its own --out" in capsys.readouterr().err
+
+
+def test_torchrun_ranks_are_shards(monkeypatch, tmp_path):
+    from otnn_plugin.cli.evaluate import default_out, launched_shard
+    from otnn_plugin.evaluate.config import Shard
+
+    assert launched_shard() is None
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "2")
+    assert launched_shard() == Shard(2, 3) and launched_shard(Shard(0, 2)) == Shard(0, 2)
+    assert default_out(tmp_path / "c.yaml", None, False, None, Shard(2, 3)) == tmp_path / "results" / "c-shard2of3"
+    with pytest.raises(ValueError, match=r"shard 2/2: give I/N with 0 <= I < N"):
+        Shard.parse("2/2")

@@ -112,3 +112,17 @@ def test_old_results_of_a_changed_config_say_so_in_one_line(tmp_path, capsys):
     assert main(["leaderboard", str(results), "--out", str(tmp_path / "board")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tiny: metrics.gone.metric: unknown metric 'Delition'" in err, err
+
+
+def test_the_committed_quick_leaderboard_rebuilds_byte_identical(tmp_path):
+    """The leaderboard is a function of the results: the committed files come back byte for byte."""
+    from otnn_plugin.evaluate import build_leaderboard, load_paper_numbers, read_results
+    from otnn_plugin.evaluate.leaderboard import to_csv, to_json, to_markdown
+
+    folder = EVALUATIONS / "results" / "quick"
+    committed = (folder / "leaderboard.md").read_text()
+    command = committed.split("Built by `", 1)[1].split("`", 1)[0]
+    board = build_leaderboard([read_results(folder)], load_paper_numbers(), command)
+    assert to_markdown(board) == committed
+    assert to_json(board) == (folder / "leaderboard.json").read_text()
+    assert to_csv(board) == (folder / "leaderboard.csv").read_text()

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .._files import check_output
 from ._args import shared_options
+
+if TYPE_CHECKING:
+    from ..evaluate.config import Shard
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", nargs="+", metavar="LABEL",
                         help="run only these models of the config, e.g. one per machine or core; `otnn leaderboard "
                              "FOLDER...` merges the folders")
+    parser.add_argument("--shard", type=_shard, metavar="I/N",
+                        help="score only batches I, I+N, I+2N, ... (0-based) into their own folder, e.g. 0/2 and 1/2 "
+                             "on two machines; `otnn leaderboard FOLDER...` merges the shards. Under torchrun: "
+                             "RANK/WORLD_SIZE")
     parser.add_argument("--random-weights", action="store_true",
                         help="seeded random weights for every model instead of the configured ones (smoke tests)")
     parser.add_argument("--batch-size", type=int, help="samples per explanation and metric call")
@@ -34,10 +44,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def default_out(config: Path, samples: int | None, random_weights: bool, models: list[str] | None = None) -> Path:
+def _shard(text: str) -> Shard:
+    from ..evaluate.config import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def launched_shard(shard: Shard | None = None) -> Shard | None:
+    """``shard``, else this process's shard when ``torchrun`` started several (``RANK`` of ``WORLD_SIZE``)."""
+    from ..evaluate.config import Shard
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return shard if shard is not None or world < 2 else Shard(int(os.environ["RANK"]), world)
+
+
+def default_out(config: Path, samples: int | None, random_weights: bool, models: list[str] | None = None,
+                shard: Shard | None = None) -> Path:
     """``results/<stem>`` next to the config; reduced runs get their own folder, away from the full run's."""
     suffix = (f"-samples{samples}" if samples is not None else "") + ("-random" if random_weights else "")
     suffix += "".join(f"-{label}" for label in models or ())
+    suffix += f"-shard{shard.index}of{shard.count}" if shard is not None else ""
     return config.parent / "results" / f"{config.stem}{suffix}"
 
 
@@ -46,11 +75,12 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, samples=args.samples, batch_size=args.batch_size, device=args.device,
                          weights="random" if args.random_weights else None)
-    out = check_output(args.out or default_out(args.config, args.samples, args.random_weights, args.models),
+    shard = launched_shard(args.shard)
+    out = check_output(args.out or default_out(args.config, args.samples, args.random_weights, args.models, shard),
                        folder=True)
     command = "otnn " + shlex.join(args.argv)
     summary = run_evaluation(prepare(config, args.data_dir, args.models), out, progress=not args.quiet, command=command,
-                             retry_failed=args.retry_failed)
+                             retry_failed=args.retry_failed, shard=shard)
     print(f"{summary.results.path}: {summary.computed} units computed, {summary.skipped} already done, "
           f"{summary.seconds:.0f} s")
     if not args.no_leaderboard:

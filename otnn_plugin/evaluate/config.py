@@ -50,7 +50,7 @@ from .._validation import NonNegativeInt, PositiveInt, Settings, check_keys, val
 from .._yaml import read_yaml
 
 __all__ = [
-    "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "Unit", "load_config", "metric_class", "metric_names",
+    "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "Shard", "Unit", "load_config", "metric_class", "metric_names",
     "model_family", "unit_seed",
 ]
 
@@ -310,6 +310,35 @@ class MetricSpec(Settings):
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Shard ``index/count`` of a run: every ``count``-th batch from batch ``index`` (0-based).
+
+    Whole batches, so that a sharded run computes exactly the units, with exactly the seeds, of an unsharded one.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: give I/N with 0 <= I < N, e.g. 0/2 and 1/2")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"I/N"``, e.g. ``"0/2"``."""
+        index, _, count = str(text).partition("/")
+        if not (index.isdigit() and count.isdigit()):
+            raise ValueError(f"shard {text!r}: give I/N with 0 <= I < N, e.g. 0/2 and 1/2")
+        return cls(int(index), int(count))
+
+    def holds(self, batch: int) -> bool:
+        return batch % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
 class Unit:
     """One unit of work: ``metric`` scores the ``rows`` of batch ``batch`` explained by ``explainer`` on ``model``.
 
@@ -457,11 +486,14 @@ class EvalConfig(Settings):
         return [slice(start, min(start + self.batch_size, self.samples))
                 for start in range(0, self.samples, self.batch_size)]
 
-    def units(self, models: list[str] | None = None) -> Iterator[Unit]:
-        """Every unit of work (of ``models`` only, if given) in run order: batch by batch, so that a stopped run
-        has scored the same samples in every cell; within a batch, model, explainer, then metric. Seeds come from
-        the config's seed and the unit's names, so a resumed run gives the scores an uninterrupted one gives."""
+    def units(self, models: list[str] | None = None, shard: Shard | None = None) -> Iterator[Unit]:
+        """Every unit of work (of ``models`` and ``shard`` only, if given) in run order: batch by batch, so that a
+        stopped run has scored the same samples in every cell; within a batch, model, explainer, then metric. Seeds
+        come from the config's seed and the unit's names, so a resumed or sharded run gives the scores an
+        uninterrupted one gives."""
         for b, rows in enumerate(self.batches()):
+            if shard is not None and not shard.holds(b):
+                continue
             for model in self.models:
                 if models is not None and model not in models:
                     continue

@@ -169,10 +169,31 @@ class Leaderboard:
     settings: list[Setting]
 
 
+def _scope(result: Results) -> tuple[set[str], set[int]]:
+    """The model labels and batch indices a result set covers (a shard covers every N-th batch)."""
+    config = result.header["config"]
+    batches = range(math.ceil(config["samples"] / config["batch_size"]))
+    shard = result.header.get("shard")
+    models = set(result.header.get("weights") or {unit[0] for unit in result.units})  # older files: what they scored
+    return models, {b for b in batches if shard is None or b % shard[1] == shard[0]}
+
+
+def _check_disjoint(group: list[Results]) -> None:
+    """Refuse two result sets of one config that cover the same model on the same samples."""
+    for i, first in enumerate(group):
+        for second in group[i + 1:]:
+            (models_a, batches_a), (models_b, batches_b) = _scope(first), _scope(second)
+            if models_a & models_b and batches_a & batches_b:
+                raise ValueError(f"cannot merge {first.path} and {second.path}: both scored "
+                                 f"{', '.join(sorted(models_a & models_b))} on the same samples (overlapping "
+                                 "shards or a repeated run); pass each part once")
+
+
 def _merge(results: list[Results]) -> list[tuple[dict[str, Any], list[Results], dict]]:
-    """Result sets grouped by config hash: (header, the sets, their units with later files winning)."""
+    """Result sets grouped by config hash: (header, the sets, their units). A folder given twice counts once; parts
+    of one run (split by model or by shard) must not overlap."""
     groups: dict[str, list[Results]] = defaultdict(list)
-    for result in results:
+    for result in {result.path.resolve(): result for result in results}.values():
         groups[result.config_hash].append(result)
     merged = []
     for group in groups.values():
@@ -180,6 +201,7 @@ def _merge(results: list[Results]) -> list[tuple[dict[str, Any], list[Results], 
         if conflicts:
             raise ValueError(f"cannot merge {', '.join(str(r.path) for r in group)}: they scored other weights for "
                              f"{', '.join(conflicts)}; rerun one of them with the same weights")
+        _check_disjoint(group)
         units: dict = {}
         for result in group:
             units.update(result.units)

@@ -96,6 +96,11 @@ def weights_conflicts(headers: list[dict[str, Any]]) -> list[str]:
     return conflicts
 
 
+def _shard_text(header: dict[str, Any]) -> str:
+    shard = header.get("shard")
+    return "the whole run" if shard is None else f"shard {shard[0]}/{shard[1]}"
+
+
 def open_results(folder: Path, header: dict[str, Any]) -> Results:
     """The results in ``folder`` for the config of ``header``, created if absent, ready to append to.
 
@@ -116,6 +121,9 @@ def open_results(folder: Path, header: dict[str, Any]) -> Results:
     if any(results.header[key] != header[key] for key in ("indices", "targets")):
         raise ValueError(f"{path} holds results of the same config on other samples or targets (drawn by another "
                          "otnn-plugin version): pass another --out, or delete that folder to start over")
+    if results.header.get("shard") != header.get("shard"):
+        held, asked = (_shard_text(h) for h in (results.header, header))
+        raise ValueError(f"{path} holds {held}, not {asked}: give each shard its own --out")
     changed = weights_conflicts([results.header, header])
     if changed:
         raise ValueError(f"{path} holds results of other weights for {', '.join(changed)} (their fingerprint "

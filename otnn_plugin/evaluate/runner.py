@@ -35,7 +35,7 @@ from .._fingerprint import weights_fingerprint
 from .._names import unknown_name
 from .._progress import progress_bar
 from ..devices import resolve_device
-from .config import EvalConfig, MetricSpec, ModelSpec, unit_seed
+from .config import EvalConfig, MetricSpec, ModelSpec, Shard, unit_seed
 from .label_sides import LabelSides, side_names
 from .results import Results, append_record, load_examples, open_results, save_example
 
@@ -211,13 +211,14 @@ def _error(err: BaseException) -> str:
     return text[:500]
 
 
-def _header(prepared: EvaluationSetup) -> dict[str, Any]:
+def _header(prepared: EvaluationSetup, shard: Shard | None) -> dict[str, Any]:
     config = prepared.config
     return {
         "name": config.name, "description": config.description, "config_hash": config.content_hash(),
         "config": config.content(), "indices": prepared.indices, "targets": prepared.y.tolist(),
         "target_names": prepared.target_names,
         "weights": {label: weights_fingerprint(model) for label, model in prepared.models.items()},
+        **({"shard": [shard.index, shard.count]} if shard is not None else {}),
     }
 
 
@@ -242,15 +243,18 @@ def run_evaluation(
     progress: bool = True,
     command: str = "",
     retry_failed: bool = False,
+    shard: Shard | None = None,
 ) -> RunSummary:
-    """Compute every unit of ``prepared`` not yet in ``out/results.jsonl`` and append it there.
+    """Compute every unit of ``prepared`` (of ``shard`` only, if given) not yet in ``out/results.jsonl`` and append it
+    there.
 
-    ``retry_failed`` computes the failed cells again; otherwise a failed cell counts as done.
+    ``retry_failed`` computes the failed cells again; otherwise a failed cell counts as done. The shards of a run
+    write their own folders, which ``otnn leaderboard`` merges.
     """
     from ..explainers import explain
 
     config, out = prepared.config, Path(out)
-    results = open_results(out, _header(prepared))
+    results = open_results(out, _header(prepared, shard))
     session, started = len(results.sessions), time.time()
     append_record(results, {
         "event": "session", "session": session, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -259,7 +263,7 @@ def run_evaluation(
     })
     done = {unit for unit, record in results.units.items() if record["status"] == "ok" or not retry_failed}
     failed = set() if retry_failed else {u[:3] for u, r in results.units.items() if r["status"] == "failed"}
-    plan = list(config.units(list(prepared.models)))
+    plan = list(config.units(list(prepared.models), shard))
     skipped = sum(1 for unit in plan if unit.key in done or unit.cell in failed)
     bar = progress_bar(total=len(plan), initial=skipped, desc=config.name, unit="unit", enabled=progress,
                        dynamic_ncols=True)

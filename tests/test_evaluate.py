@@ -281,7 +281,7 @@ def test_stability_metrics_sharing_a_seed_explain_their_neighbours_once(tmp_path
     monkeypatch.undo()
     prepared = prepare(load_config(config), data_dir)
     model, x, y = prepared.models["OTNN"], prepared.x, prepared.y
-    kwargs = {"method": "smoothgrad", "n_samples": 4, "seed": runner.unit_seed(0, "OTNN", "smoothgrad", 0)}
+    kwargs = {"method": "smoothgrad", "n_samples": 4, "seed": runner.unit_seed(0, "smoothgrad", 0)}
     a = explain(model, x, y, **kwargs)
     units = read_results(out).units
     for distance in ("l2", "spearman"):

@@ -6,6 +6,7 @@ Quantus's own metrics on the same inputs.
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from otnn_plugin.metrics import (
     Stability,
     explanation_distance,
 )
-from otnn_plugin.metrics.perturbation import grid_cells
+from otnn_plugin.metrics.perturbation import grid_cells, shared_forwards
 from otnn_plugin.metrics.distance import average_ranks
 from otnn_plugin.metrics.jpeg import jpeg_kilobytes
 from otnn_plugin.metrics.stability import sample_ball
@@ -204,6 +205,25 @@ def test_mufidelity_of_gradient_times_input_on_a_linear_model(baseline):
     options = dict(grid_size=4, nb_samples=30, baseline=baseline, data_range=(0.25, 0.2501))
     assert MuFidelity(correlation="pearson", **options)(model, x.numpy(), y, a) == pytest.approx([1.0] * 3, abs=1e-3)
     assert MuFidelity(**options)(model, x.numpy(), y, -a) == pytest.approx([-1.0] * 3, abs=1e-3)
+
+
+def test_shared_forwards_give_bit_identical_mufidelity_with_one_set_of_forwards():
+    """Subsets and baseline come from the seed, not the explanation: within shared_forwards, a second explainer's
+    µFidelity reuses the first one's perturbed forwards, and its scores are bit-identical to a fresh computation."""
+    model, x = tiny_cnn(), np.random.default_rng(2).random((3, 1, 6, 6), dtype=np.float32)
+    y = np.array([0, 2, 1])
+    explanations = [saliency(model, x, y), np.random.default_rng(3).random(x.shape, dtype=np.float32)]
+    metric = MuFidelity(grid_size=3, nb_samples=20, baseline="uniform", seed=7, batch_size=64)
+    forwarded = []
+    counting = model.register_forward_hook(lambda *_: forwarded.append(1))
+    alone = [metric(model, x, y, a) for a in explanations]
+    separately, forwarded[:] = len(forwarded), []
+    with shared_forwards():
+        shared = [metric(model, x, y, a) for a in explanations]
+    counting.remove()
+    assert shared == alone  # bit for bit
+    chunks = math.ceil(3 * 20 / 64)  # the 60 perturbed inputs, 64 per forward
+    assert len(forwarded) == separately - chunks  # the second explainer's perturbed inputs are not forwarded again
 
 
 def test_mufidelity_is_seeded():

@@ -49,20 +49,25 @@ def test_a_config_built_in_python_gets_the_checks_of_a_yaml_file(tmp_path):
         EvalConfig(**{**TINY, "seed": True})  # YAML's true is not a seed
 
 
-def test_units_are_the_plan_batch_by_batch_with_stable_seeds():
+def test_units_are_the_plan_batch_by_batch_with_paired_seeds():
     config = EvalConfig(name="tiny", **copy.deepcopy(TINY))
     units = list(config.units())
     assert len(units) == UNITS and {u.cell for u in units} == set(CELLS)
     assert [u.batch for u in units] == sorted(u.batch for u in units)  # batch by batch
     assert Counter(u.cell for u in units) == {cell: 2 for cell in CELLS}
+    for unit in units:  # plan 2: the same draws for every model and explainer, so comparisons are paired
+        assert unit.explain_seed == unit_seed(0, unit.explainer, unit.batch)
+        assert unit.seed == unit_seed(0, unit.metric, unit.batch)
+    assert len({(u.metric, u.batch, u.seed) for u in units}) == len({(u.metric, u.batch) for u in units})
     first = units[0]
-    assert first.explain_seed == unit_seed(0, first.model, first.explainer, 0)
-    assert first.seed == unit_seed(0, first.model, first.explainer, first.metric, 0)
-    assert len({u.seed for u in units}) == len(units)  # every metric call draws its own randomness
-    for unit in units:  # the metrics of one explanation share its seed
-        assert unit.explain_seed == unit_seed(0, unit.model, unit.explainer, unit.batch)
     assert [u.rows for u in units if u.cell == first.cell] == [slice(0, 4), slice(4, 6)]
     assert {u.model for u in config.units(["Unconstrained"])} == {"Unconstrained"}
+    old = EvalConfig(name="tiny", plan=1, **copy.deepcopy(TINY))  # the seeding of results before plan 2
+    assert "plan" not in old.content() and config.content()["plan"] == 2
+    for unit in old.units():
+        assert unit.explain_seed == unit_seed(0, unit.model, unit.explainer, unit.batch)
+        assert unit.seed == unit_seed(0, unit.model, unit.explainer, unit.metric, unit.batch)
+    assert EvalConfig.from_content(old.content()).plan == 1
 
 
 def test_a_metric_on_the_first_samples_plans_only_their_rows():
@@ -127,3 +132,16 @@ def test_the_committed_quick_leaderboard_rebuilds_byte_identical(monkeypatch):
     assert to_markdown(board) == committed
     assert to_json(board) == (folder / "leaderboard.json").read_text()
     assert to_csv(board) == (folder / "leaderboard.csv").read_text()
+
+
+def test_resuming_plan_1_results_with_a_plan_2_config_says_how_in_one_line(tmp_path, data_dir, capsys):
+    old = EvalConfig(name="tiny", plan=1, **copy.deepcopy(TINY))
+    results = tmp_path / "old"
+    results.mkdir()
+    header = {"event": "config", "format": 1, "name": "tiny", "description": "", "config_hash": old.content_hash(),
+              "config": old.content(), "indices": [], "targets": [], "target_names": []}
+    (results / "results.jsonl").write_text(json.dumps(header) + "\n")
+    assert main(["evaluate", str(write_config(tmp_path)), "--out", str(results), "--quiet", "--data-dir",
+                 str(data_dir)]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the dataset cache's progress, when this test builds it
+    assert err.startswith("otnn evaluate: error: ") and "seeded the plan-1 way (before paired seeds): add plan: 1" in err, err

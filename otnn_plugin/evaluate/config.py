@@ -397,6 +397,11 @@ class EvalConfig(Settings):
     seed: NonNegativeInt = 0
     batch_size: PositiveInt = Field(32, description="samples per explanation and metric call")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    plan: Literal[1, 2] = Field(2, description=(
+        "how units are seeded: 2 draws each metric's randomness (baselines, subsets, neighbours) and each "
+        "explainer's (noise, masks) once per batch, the same for every model and explainer, so comparisons are "
+        "paired and shared perturbations are forwarded once; 1 drew them per model and explainer (the results "
+        "committed before plan 2)"))
     models: dict[str, ModelSpec]
     explainers: dict[str, ExplainerSpec]
     metrics: dict[str, MetricSpec]
@@ -456,7 +461,7 @@ class EvalConfig(Settings):
     def from_content(cls, content: dict[str, Any], **identity: Any) -> EvalConfig:
         """The config whose :meth:`content` is ``content`` (as a results file records it); ``identity`` gives the
         name, description or folder. Weights files are not looked for: the config describes finished work."""
-        return validated(cls, {**content, **identity}, f"{identity.get('name', 'config')}: ",
+        return validated(cls, {"plan": 1, **content, **identity}, f"{identity.get('name', 'config')}: ",
                          context={"check_files": False})
 
     def content(self) -> dict[str, Any]:
@@ -464,6 +469,7 @@ class EvalConfig(Settings):
         return {
             "dataset": self.dataset, "dataset_args": self.dataset_args, "split": self.split, "samples": self.samples,
             "label": self.label, "seed": self.seed, "batch_size": self.batch_size, "device": self.device,
+            **({"plan": self.plan} if self.plan != 1 else {}),
             "models": {label: m.content() for label, m in self.models.items()},
             "explainers": {label: e.content() for label, e in self.explainers.items()},
             "metrics": {label: m.content() for label, m in self.metrics.items()},
@@ -498,12 +504,14 @@ class EvalConfig(Settings):
                 if models is not None and model not in models:
                     continue
                 for explainer in self.explainers:
-                    explain_seed = unit_seed(self.seed, model, explainer, b)
+                    paired = () if self.plan == 2 else (model,)  # plan 2: the same draws for every model
+                    explain_seed = unit_seed(self.seed, *paired, explainer, b)
                     for label, metric in self.metrics.items():
                         scored = metric.rows(rows)
                         if metric.applies_to(explainer) and scored.stop > scored.start:
-                            yield Unit(model, explainer, label, b, scored, explain_seed,
-                                       unit_seed(self.seed, model, explainer, label, b))
+                            metric_seed = (unit_seed(self.seed, label, b) if self.plan == 2
+                                           else unit_seed(self.seed, model, explainer, label, b))
+                            yield Unit(model, explainer, label, b, scored, explain_seed, metric_seed)
 
 
 def _read_yaml(path: Path) -> dict:

@@ -113,6 +113,10 @@ def open_results(folder: Path, header: dict[str, Any]) -> Results:
         atomic_write_text(path, json.dumps({"event": "config", "format": FORMAT, **header}) + "\n")
         return read_results(path)
     results = read_results(path)
+    unplanned = {key: value for key, value in header["config"].items() if key != "plan"}
+    if results.config_hash != header["config_hash"] and results.header["config"] == unplanned:
+        raise ValueError(f"{path} holds results of this config seeded the plan-1 way (before paired seeds): add "
+                         "plan: 1 to the config to resume them, or pass another --out")
     if results.config_hash != header["config_hash"]:
         raise ValueError(
             f"{path} holds results of another config (hash {results.config_hash}, this one {header['config_hash']}): "

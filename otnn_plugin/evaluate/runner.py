@@ -35,8 +35,9 @@ from .._fingerprint import weights_fingerprint
 from .._names import unknown_name
 from .._progress import progress_bar
 from ..devices import resolve_device
-from .config import EvalConfig, MetricSpec, ModelSpec, Shard, unit_seed
+from .config import EvalConfig, MetricSpec, ModelSpec, Shard, Unit, unit_seed
 from .label_sides import LabelSides, side_names
+from ..metrics.perturbation import shared_forwards
 from .results import Results, append_record, load_examples, open_results, save_example
 
 __all__ = ["EvaluationSetup", "RunSummary", "prepare", "run_evaluation"]
@@ -237,6 +238,64 @@ def _score(metric: MetricSpec, model: nn.Module, x: np.ndarray, y: np.ndarray, a
         return {"status": "failed", "error": _error(err)}
 
 
+@dataclass
+class _Pass:
+    """One session's work on a results file: what is done or failed, and the progress bar."""
+
+    prepared: EvaluationSetup
+    out: Path
+    results: Results
+    session: int
+    plan: list[Unit]
+    done: set
+    failed: set
+    bar: Any
+    examples_done: set
+
+    def explain_and_score(self, units: list[Unit]) -> int:
+        """Explain one batch for one model and explainer, then score it with every metric of ``units``."""
+        from ..explainers import explain
+
+        first, config = units[0], self.prepared.config
+        model, rows = self.prepared.models[first.model], config.batches()[first.batch]
+        self.bar.set_description(f"{config.name} batch {first.batch + 1}/{len(config.batches())}: {first.model} "
+                                 f"{first.explainer}")
+        x, y = self.prepared.x[rows], self.prepared.y[rows]
+        explain_kwargs = config.explainers[first.explainer].explain_kwargs(seed=first.explain_seed)
+        seed_everything(first.explain_seed)
+        began = time.perf_counter()
+        try:
+            attributions, explain_error = explain(model, x, y, **explain_kwargs), None
+        except Exception as err:  # recorded with every metric of the batch; the run goes on
+            attributions, explain_error = None, f"explanation failed: {_error(err)}"
+        explain_seconds = round(time.perf_counter() - began, 4)
+        key = f"{first.model}/{first.explainer}"
+        if first.batch == 0 and attributions is not None and key not in self.examples_done:
+            shown = slice(0, EXAMPLES_SHOWN)
+            save_example(self.out, key, attributions[shown], {
+                "inputs": x[shown], "indices": np.asarray(self.prepared.indices[shown]), "targets": y[shown]})
+            self.examples_done.add(key)
+        remembering = _RememberingExplain(explain)
+        for unit in units:
+            self.bar.set_postfix_str(unit.metric)
+            began = time.perf_counter()
+            n = unit.rows.stop - unit.rows.start
+            outcome = {"status": "failed", "error": explain_error} if explain_error else _score(
+                config.metrics[unit.metric], model, x[:n], y[:n], attributions[:n], remembering, explain_kwargs,
+                self.prepared.device, unit.seed)
+            append_record(self.results, {
+                "event": "unit", "session": self.session, "model": unit.model, "explainer": unit.explainer,
+                "metric": unit.metric, "batch": unit.batch, **outcome,
+                "seconds": round(time.perf_counter() - began, 4), "explain_seconds": explain_seconds,
+                "time": time.time()})
+            self.bar.update(1)
+            if outcome["status"] == "failed":  # the rest of the cell is skipped
+                self.failed.add(unit.cell)
+                self.bar.total -= sum(1 for later in self.plan if later.cell == unit.cell
+                                      and later.batch > unit.batch and later.key not in self.done)
+        return len(units)
+
+
 def run_evaluation(
     prepared: EvaluationSetup,
     out: str | Path,
@@ -249,10 +308,9 @@ def run_evaluation(
     there.
 
     ``retry_failed`` computes the failed cells again; otherwise a failed cell counts as done. The shards of a run
-    write their own folders, which ``otnn leaderboard`` merges.
+    write their own folders, which ``otnn leaderboard`` merges. Within a batch and model, perturbed inputs that do
+    not depend on the explanation are forwarded once for all explainers (:func:`shared_forwards`).
     """
-    from ..explainers import explain
-
     config, out = prepared.config, Path(out)
     results = open_results(out, _header(prepared, shard))
     session, started = len(results.sessions), time.time()
@@ -267,46 +325,13 @@ def run_evaluation(
     skipped = sum(1 for unit in plan if unit.key in done or unit.cell in failed)
     bar = progress_bar(total=len(plan), initial=skipped, desc=config.name, unit="unit", enabled=progress,
                        dynamic_ncols=True)
-    computed, examples_done, batches = 0, set(load_examples(out)), config.batches()
-    for (b, model_label, explainer_label), group in groupby(plan, key=lambda u: (u.batch, u.model, u.explainer)):
-        todo = [unit for unit in group if unit.key not in done and unit.cell not in failed]
-        if not todo:
-            continue
-        model, explainer, rows = prepared.models[model_label], config.explainers[explainer_label], batches[b]
-        bar.set_description(f"{config.name} batch {b + 1}/{len(batches)}: {model_label} {explainer_label}")
-        x, y = prepared.x[rows], prepared.y[rows]
-        explain_kwargs = explainer.explain_kwargs(seed=todo[0].explain_seed)
-        seed_everything(todo[0].explain_seed)
-        began = time.perf_counter()
-        try:
-            attributions, explain_error = explain(model, x, y, **explain_kwargs), None
-        except Exception as err:  # recorded with every metric of the batch; the run goes on
-            attributions, explain_error = None, f"explanation failed: {_error(err)}"
-        explain_seconds = round(time.perf_counter() - began, 4)
-        key = f"{model_label}/{explainer_label}"
-        if b == 0 and attributions is not None and key not in examples_done:
-            shown = slice(0, EXAMPLES_SHOWN)
-            save_example(out, key, attributions[shown], {
-                "inputs": x[shown], "indices": np.asarray(prepared.indices[shown]), "targets": y[shown]})
-            examples_done.add(key)
-        remembering = _RememberingExplain(explain)
-        for unit in todo:
-            bar.set_postfix_str(unit.metric)
-            began = time.perf_counter()
-            n = unit.rows.stop - unit.rows.start
-            outcome = {"status": "failed", "error": explain_error} if explain_error else _score(
-                config.metrics[unit.metric], model, x[:n], y[:n], attributions[:n], remembering, explain_kwargs,
-                prepared.device, unit.seed)
-            append_record(results, {
-                "event": "unit", "session": session, "model": unit.model, "explainer": unit.explainer,
-                "metric": unit.metric, "batch": b, **outcome, "seconds": round(time.perf_counter() - began, 4),
-                "explain_seconds": explain_seconds, "time": time.time()})
-            computed += 1
-            bar.update(1)
-            if outcome["status"] == "failed":  # the rest of the cell is skipped
-                failed.add(unit.cell)
-                bar.total -= sum(1 for later in plan if later.cell == unit.cell and later.batch > b
-                                 and later.key not in done)
+    work = _Pass(prepared, out, results, session, plan, done, failed, bar, set(load_examples(out)))
+    computed = 0
+    for _, explained in groupby(plan, key=lambda u: (u.batch, u.model)):
+        with shared_forwards():
+            for _, group in groupby(explained, key=lambda u: u.explainer):
+                todo = [unit for unit in group if unit.key not in done and unit.cell not in failed]
+                computed += work.explain_and_score(todo) if todo else 0
     bar.close()
     failed_cells = sorted({unit[:3] for unit, record in results.units.items() if record["status"] == "failed"})
     return RunSummary(results, computed, skipped, failed_cells, time.time() - started)

@@ -32,14 +32,17 @@ class Network:
     """The torch module behind a Quantus model wrapper, with its device and outputs shaped ``(N, K)``.
 
     A ``quantus`` ``PyTorchModel`` gives its softmax-adjusted module (the metric call's ``softmax`` argument) and its
-    ``model_predict_kwargs``; a bare ``nn.Module`` is used as it is.
+    ``model_predict_kwargs``; a bare ``nn.Module`` is used as it is. ``identity`` tells apart the functions two
+    networks compute (the wrapped module, softmax or not, predict arguments) for :func:`shared_forwards`.
     """
 
     def __init__(self, model: ModelInterface | nn.Module):
         if isinstance(model, PyTorchModel):
             self.module, self.predict_kwargs = model.get_softmax_arg_model(), dict(model.model_predict_kwargs)
+            self.identity: tuple = (id(model.model), model.softmax, repr(sorted(self.predict_kwargs.items())))
         elif isinstance(model, nn.Module):
             self.module, self.predict_kwargs = model, {}
+            self.identity = (id(model), False, "[]")
         else:
             raise ValueError(f"these metrics need a torch model (nn.Module or quantus PyTorchModel), got "
                              f"{type(model).__name__}")

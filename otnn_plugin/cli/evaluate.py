@@ -54,9 +54,9 @@ def config_file(config: str) -> tuple[Path, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    path, results_by = config_file(args.config)  # before the slow imports: a mistyped name fails at once
     from ..evaluate import build_leaderboard, load_config, load_paper_numbers, prepare, run_evaluation, write_report
 
-    path, results_by = config_file(args.config)
     config = load_config(path, samples=args.samples, batch_size=args.batch_size, device=args.device,
                          weights="random" if args.random_weights else None)
     out = check_output(args.out or default_out(results_by, args.samples, args.random_weights, args.models),

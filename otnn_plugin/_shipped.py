@@ -1,8 +1,9 @@
 """The evaluation configs and the paper's numbers shipped with the package.
 
 One copy lives in the repository's ``evaluations/`` folder. A wheel carries its ``*.yaml`` files as the package data
-of ``otnn_plugin.evaluations`` (``package-dir`` in ``pyproject.toml``); a source checkout, installed in editable mode
-or not, reads the folder itself.
+of ``otnn_plugin.evaluations`` (``package-dir`` in ``pyproject.toml``). A source checkout, installed in editable mode
+or not, reads the folder itself: setuptools' editable finder cannot import a subpackage mapped outside its parent's
+folder.
 """
 from __future__ import annotations
 

@@ -113,8 +113,8 @@ def resolve_weights(model_name: str, repo_id: str | None = None) -> Path:
     if override and local.is_file():
         return verify_weights(local, local.with_name(CONFIG))
     tried = [f"{REGISTRY_ENV}={registry} (no {model_name}/{WEIGHTS})"] if override else []
-    offline = _offline_mode()
-    if hub_reachable():
+    reachable = hub_reachable()
+    if reachable:
         from huggingface_hub import hf_hub_download
 
         try:
@@ -125,14 +125,16 @@ def resolve_weights(model_name: str, repo_id: str | None = None) -> Path:
         except Exception as err:  # unknown repo, rate limit, broken connection: fall back to the registry
             tried.append(f"hub {repo_id} ({type(err).__name__})")
     else:
+        offline = _offline_mode()
         tried.append(f"hub {repo_id} ({f'offline: {offline}' if offline else 'unreachable'})")
     if local is not None and not override:
         if local.is_file():
             return verify_weights(local, local.with_name(CONFIG))
         tried.append(f"registry {local} (missing)")
     if registry is None:
+        online = "" if reachable else " or go online"
         fix = (f"this installed package has no registry: set {REGISTRY_ENV} to a folder holding the registry "
-               f"(<model>/{WEIGHTS} and {CONFIG}, as the repository's registry/) or go online")
+               f"(<model>/{WEIGHTS} and {CONFIG}, as the repository's registry/){online}")
     else:
         fix = (f"models in the registry: {', '.join(registry_models()) or 'none'}; train one with "
                "`otnn train --recipe ... --registry`")

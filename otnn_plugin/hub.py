@@ -1,7 +1,9 @@
-"""Pretrained weights: the Hugging Face hub when reachable, else the matching ``registry/`` folder.
+"""Pretrained weights: ``$OTNN_REGISTRY``, else the Hugging Face hub when reachable, else the checkout's registry.
 
 Every trained model lives in ``registry/<timm name>/`` in the hub layout (``config.json`` as timm's ``save_for_hf``
-writes it, ``model.safetensors``, ``README.md`` model card) and is published as ``otnn-plugin/<timm name>``.
+writes it, ``model.safetensors``, ``README.md`` model card) and is published as ``otnn-plugin/<timm name>``, the
+``hf_hub_id`` of its timm pretrained config. ``$OTNN_REGISTRY`` names another folder in that layout, read first and
+instead of the checkout's ``registry/``; an installed wheel has no registry of its own.
 Weights are always read from safetensors, never from pickle, and checked against the sha256 that ``config.json``
 records (``weights_sha256``) before they are loaded: a damaged or truncated file fails in one line.
 """
@@ -29,11 +31,17 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 #: The ``config.json`` key holding the sha256 of ``model.safetensors``.
 SHA256_KEY = "weights_sha256"
+#: The variable naming a registry folder that overrides the checkout's.
+REGISTRY_ENV = "OTNN_REGISTRY"
 
 
-def registry_dir() -> Path:
-    """``$OTNN_REGISTRY`` if set, else the ``registry/`` folder of this checkout."""
-    return Path(os.environ.get("OTNN_REGISTRY", Path(__file__).resolve().parents[1] / "registry"))
+def registry_dir() -> Path | None:
+    """``$OTNN_REGISTRY`` if set, else the ``registry/`` folder of the source checkout this package runs from, else
+    None (an installed wheel)."""
+    if os.environ.get(REGISTRY_ENV):
+        return Path(os.environ[REGISTRY_ENV])
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout / "registry" if (checkout / "pyproject.toml").is_file() else None
 
 
 def hub_id(model_name: str) -> str:
@@ -43,13 +51,13 @@ def hub_id(model_name: str) -> str:
 def registry_models() -> list[str]:
     """Names of the models with weights in the registry."""
     root = registry_dir()
-    return sorted(p.parent.name for p in root.glob(f"*/{WEIGHTS}")) if root.is_dir() else []
+    return sorted(p.parent.name for p in root.glob(f"*/{WEIGHTS}")) if root is not None and root.is_dir() else []
 
 
-def _hub_offline() -> bool:
+def _offline_mode() -> str | None:
     from .data.sources import offline_mode  # here, not at the top: it imports `datasets`
 
-    return offline_mode() is not None
+    return offline_mode()
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,7 +65,7 @@ def hub_reachable(timeout_s: float = 2.0) -> bool:
     """One TCP connection to the hub endpoint, so an offline machine falls back at once instead of retrying."""
     from huggingface_hub import constants
 
-    if _hub_offline():
+    if _offline_mode():
         return False
     host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     try:
@@ -92,44 +100,55 @@ def verify_weights(weights: Path, config: Path) -> Path:
     return weights
 
 
-def resolve_weights(model_name: str) -> Path:
-    """Path of ``model_name``'s safetensors weights, checked against their recorded sha256: downloaded from the hub,
-    else from the registry.
+def resolve_weights(model_name: str, repo_id: str | None = None) -> Path:
+    """Path of ``model_name``'s safetensors weights, checked against their recorded sha256, from the first place
+    holding them: ``$OTNN_REGISTRY``, the hub repository ``repo_id`` (default ``otnn-plugin/<model_name>``) when
+    reachable, the checkout's ``registry/``.
 
-    Raises ``FileNotFoundError`` naming both places when neither has them, ``ValueError`` for damaged weights.
+    Raises a one-line ``FileNotFoundError`` naming the places tried and the fix, ``ValueError`` for damaged weights.
     """
-    tried = []
-    if hub_reachable():
+    repo_id = repo_id or hub_id(model_name)
+    registry, override = registry_dir(), bool(os.environ.get(REGISTRY_ENV))
+    local = registry / model_name / WEIGHTS if registry is not None else None
+    if override and local.is_file():
+        return verify_weights(local, local.with_name(CONFIG))
+    tried = [f"{REGISTRY_ENV}={registry} (no {model_name}/{WEIGHTS})"] if override else []
+    reachable = hub_reachable()
+    if reachable:
         from huggingface_hub import hf_hub_download
 
         try:
-            weights = Path(hf_hub_download(hub_id(model_name), WEIGHTS, etag_timeout=5))
-            return verify_weights(weights, Path(hf_hub_download(hub_id(model_name), CONFIG, etag_timeout=5)))
+            weights = Path(hf_hub_download(repo_id, WEIGHTS, etag_timeout=5))
+            return verify_weights(weights, Path(hf_hub_download(repo_id, CONFIG, etag_timeout=5)))
         except ValueError:
             raise
         except Exception as err:  # unknown repo, rate limit, broken connection: fall back to the registry
-            tried.append(f"hub {hub_id(model_name)} ({type(err).__name__})")
+            tried.append(f"hub {repo_id} ({type(err).__name__})")
     else:
-        tried.append(f"hub {hub_id(model_name)} (offline or unreachable)")
-    local = registry_dir() / model_name / WEIGHTS
-    if local.is_file():
-        return verify_weights(local, local.with_name(CONFIG))
-    tried.append(f"registry {local} (missing)")
-    available = ", ".join(registry_models()) or "none"
-    raise FileNotFoundError(
-        f"no pretrained weights for {model_name!r}: tried {'; '.join(tried)}. "
-        f"Models in the registry: {available}; train one with `otnn train --recipe ... --registry`."
-    )
+        offline = _offline_mode()
+        tried.append(f"hub {repo_id} ({f'offline: {offline}' if offline else 'unreachable'})")
+    if local is not None and not override:
+        if local.is_file():
+            return verify_weights(local, local.with_name(CONFIG))
+        tried.append(f"registry {local} (missing)")
+    if registry is None:
+        online = "" if reachable else " or go online"
+        fix = (f"this installed package has no registry: set {REGISTRY_ENV} to a folder holding the registry "
+               f"(<model>/{WEIGHTS} and {CONFIG}, as the repository's registry/){online}")
+    else:
+        fix = (f"models in the registry: {', '.join(registry_models()) or 'none'}; train one with "
+               "`otnn train --recipe ... --registry`")
+    raise FileNotFoundError(f"no pretrained weights for {model_name!r}: tried {'; '.join(tried)}; {fix}")
 
 
-def save_to_registry(model: nn.Module, model_name: str, card: str, root: Path | None = None) -> Path:
+def save_to_registry(model: nn.Module, model_name: str, card: str, root: Path) -> Path:
     """Write ``config.json``, ``model.safetensors`` and the model card ``README.md`` to ``root/model_name``.
 
     The folder is written next to its destination and renamed into place, so it is complete or absent.
     """
     from timm.models import save_for_hf
 
-    root = Path(root) if root is not None else registry_dir()
+    root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / model_name
     staging = Path(tempfile.mkdtemp(prefix=f".{model_name}.", dir=root))

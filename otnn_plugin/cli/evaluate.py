@@ -6,10 +6,10 @@ import os
 import shlex
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from .._files import check_output
+from .._shipped import config_path, list_configs
 from ._args import shared_options
 
 if TYPE_CHECKING:
@@ -23,10 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "per-sample scores to OUT/results.jsonl as they come (a killed run resumes where it stopped), "
                     "then the leaderboard (OUT/leaderboard.{md,csv,json,html}, OUT/figures/).",
     )
-    parser.add_argument("config", type=Path, help="evaluation config (YAML), e.g. evaluations/quick.yaml")
+    parser.add_argument("config", help="evaluation config: a YAML file (e.g. evaluations/quick.yaml) or the name of "
+                                       f"a shipped one ({', '.join(list_configs())})")
     parser.add_argument("--out", type=Path,
-                        help="results folder (default: results/<config name> next to the config; with --samples, "
-                             "--random-weights or --models, results/<config name>-samples<N> / -random / -<labels>)")
+                        help="results folder (default: results/<config name> next to a YAML file, "
+                             "./evaluations/results/<name> for a shipped name; with --samples, --random-weights or "
+                             "--models, <config name>-samples<N> / -random / -<labels>)")
     parser.add_argument("--samples", type=int, help="evaluate only this many samples (smoke tests)")
     parser.add_argument("--models", nargs="+", metavar="LABEL",
                         help="run only these models of the config, e.g. one per machine or core; `otnn leaderboard "
@@ -70,13 +72,23 @@ def default_out(config: Path, samples: int | None, random_weights: bool, models:
     return config.parent / "results" / f"{config.stem}{suffix}"
 
 
+def config_file(config: str) -> tuple[Path, Path]:
+    """The config file that ``config`` names and the path :func:`default_out` places its results by: a YAML file
+    itself, or a shipped config's name (``quick``) read from the package, its results under ``./evaluations``."""
+    path = Path(config)
+    if path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) != 1:
+        return path, path
+    return config_path(config), Path("evaluations", f"{config}.yaml")
+
+
 def run(args: argparse.Namespace) -> int:
+    path, results_by = config_file(args.config)  # before the slow imports: a mistyped name fails at once
     from ..evaluate import build_leaderboard, load_config, load_paper_numbers, prepare, run_evaluation, write_report
 
-    config = load_config(args.config, samples=args.samples, batch_size=args.batch_size, device=args.device,
+    config = load_config(path, samples=args.samples, batch_size=args.batch_size, device=args.device,
                          weights="random" if args.random_weights else None)
     shard = launched_shard(args.shard)
-    out = check_output(args.out or default_out(args.config, args.samples, args.random_weights, args.models, shard),
+    out = check_output(args.out or default_out(results_by, args.samples, args.random_weights, args.models, shard),
                        folder=True)
     command = "otnn " + shlex.join(args.argv)
     summary = run_evaluation(prepare(config, args.data_dir, args.models), out, progress=not args.quiet, command=command,

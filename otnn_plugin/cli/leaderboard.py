@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("results", nargs="+", type=Path, help="results.jsonl files, or the folders holding them")
     parser.add_argument("--out", type=Path, help="output folder (default: the folder of the only results given)")
     parser.add_argument("--paper", type=Path,
-                        help="the paper's numbers (default: evaluations/paper_numbers.yaml of this checkout)")
+                        help="the paper's numbers (default: the shipped evaluations/paper_numbers.yaml)")
     parser.set_defaults(func=run)
 
 

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--registry", action="store_true",
                         help="when done, write the model to the registry under the recipe's registry_name")
-    parser.add_argument("--registry-dir", type=Path, help="registry root (default: $OTNN_REGISTRY or ./registry)")
+    parser.add_argument("--registry-dir", type=Path,
+                        help="registry root (default: $OTNN_REGISTRY, else the checkout's registry/, else ./registry)")
     parser.set_defaults(func=run)
 
 
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.registry and not recipe.registry_name:
         raise ValueError(f"recipe {recipe.name} has no registry_name: add one to export it with --registry")
     run_dir = check_output(args.out or Path("runs") / recipe.name, folder=True)
-    registry = check_output(args.registry_dir or registry_dir(), folder=True) if args.registry else None
+    registry = (check_output(args.registry_dir or registry_dir() or Path("registry"), folder=True) if args.registry
+                else None)
     prepared = prepare(recipe, device=args.device, data_dir=args.data_dir)
     result = train(prepared, run_dir, resume=args.resume, progress=not args.quiet)
     diagnostics = test_diagnostics(prepared)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .._shipped import paper_numbers_path
 from .._yaml import read_yaml
 from .config import EvalConfig
 from .results import Results, weights_conflicts
@@ -31,8 +32,8 @@ from .results import Results, weights_conflicts
 __all__ = ["PAPER_NUMBERS", "Cell", "Leaderboard", "PaperNumbers", "Setting", "build_leaderboard", "competition_ranks", "load_paper_numbers",
            "metric_table", "setting_facts", "to_csv", "to_json", "to_markdown"]
 
-#: The paper's numbers shipped with this checkout.
-PAPER_NUMBERS = Path(__file__).resolve().parents[2] / "evaluations" / "paper_numbers.yaml"
+#: The paper's numbers shipped with the package.
+PAPER_NUMBERS = paper_numbers_path()
 _CSV_COLUMNS = ("setting", "dataset", "split", "label", "samples", "metric", "metric_class", "direction", "model",
                 "timm_model", "family", "explainer", "method", "status", "n", "n_nonfinite", "mean", "se", "rank",
                 "seconds", "explain_seconds", "paper", "paper_rank", "paper_table", "error")

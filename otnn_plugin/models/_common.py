@@ -4,7 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from timm.models import DefaultCfg, generate_default_cfgs
 from torch import nn
+
+from ..hub import hub_id, resolve_weights
 
 PAPER = dict(
     paper_ids="arXiv:2206.06854",
@@ -24,6 +27,12 @@ def default_cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
+def generate_cfgs(cfgs: dict[str, dict[str, Any]]) -> dict[str, DefaultCfg]:
+    """timm's ``generate_default_cfgs``, each config's ``hf_hub_id`` naming where its weights are published
+    (``otnn-plugin/<timm name, tag included>``) unless it sets ``hf_hub_id=None`` (no trained weights)."""
+    return generate_default_cfgs({name: {"hf_hub_id": hub_id(name), **cfg} for name, cfg in cfgs.items()})
+
+
 def pretrained_cfg_of(variant: str, kwargs: dict[str, Any]):
     """timm's pretrained config for ``variant``: the tag named by ``kwargs['pretrained_cfg']``, else the default."""
     from timm.models import get_pretrained_cfg
@@ -33,17 +42,20 @@ def pretrained_cfg_of(variant: str, kwargs: dict[str, Any]):
 
 
 def with_pretrained_file(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """When weights are asked for, resolve them (hub, else ``registry/``) and point timm at that safetensors file.
+    """When weights are asked for, set the pretrained config's ``file`` (which timm loads before ``hf_hub_id``) to
+    the checked safetensors file that :func:`otnn_plugin.hub.resolve_weights` finds for its ``hf_hub_id``
+    (``$OTNN_REGISTRY``, the hub, the checkout's ``registry/``). A ``file`` given in ``pretrained_cfg_overlay`` is
+    left to timm.
 
     The registry folder is named after the full timm name, tag included (``otnn_vgg_celeba.subset_109x89``).
     """
-    if not pretrained:
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    if not pretrained or overlay.get("file"):
         return kwargs
-    from ..hub import resolve_weights
-
     cfg = pretrained_cfg_of(variant, kwargs)
     full_name = f"{variant}.{cfg.tag}" if cfg is not None and cfg.tag else variant
-    overlay = {**(kwargs.get("pretrained_cfg_overlay") or {}), "file": str(resolve_weights(full_name))}
+    repo_id = overlay.get("hf_hub_id") or (cfg.hf_hub_id if cfg is not None else None)
+    overlay["file"] = str(resolve_weights(full_name, repo_id))
     return {**kwargs, "pretrained_cfg_overlay": overlay}
 
 

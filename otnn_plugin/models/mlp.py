@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, register_model
 from torch import nn
 
 from ..layers import GroupSort2, SpectralLinear
-from ._common import check_pretrained, default_cfg, with_pretrained_file
+from ._common import check_pretrained, default_cfg, generate_cfgs, with_pretrained_file
 
 __all__ = ["MLP"]
 
@@ -83,7 +83,7 @@ def _create_mlp(variant: str, pretrained: bool, **kwargs) -> MLP:
     return model
 
 
-default_cfgs = generate_default_cfgs({
+default_cfgs = generate_cfgs({
     f"{family}_mlp_snowflake": default_cfg(
         num_classes=1, input_size=(2, 1, 1), mean=(0.0, 0.0), std=(1.0, 1.0), license="mit",
         description="binary classifier of two concentric Koch snowflakes; the sign of f(x) is the class",

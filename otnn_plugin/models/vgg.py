@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, register_model
 from torch import nn
 
 from ..labels import CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
 from ..layers import GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d, SpectralConv2d, SpectralLinear
 from ..orthogonal import PADDING_MODES, OrthogonalConv2d
 from ..spectral import smooth_orthogonal_init_
-from ._common import check_pretrained, default_cfg, pretrained_cfg_of, with_pretrained_file
+from ._common import check_pretrained, default_cfg, generate_cfgs, pretrained_cfg_of, with_pretrained_file
 
 __all__ = ["VGGSpec", "VGGNet", "CONV_TYPES", "CONV_INITS"]
 
@@ -235,9 +235,9 @@ _CELEBA_SUBSET = dict(
 
 # The CelebA models' one config is that of the weights we trained (subset, 109x89); img_size=(218, 178) builds the
 # paper's full-resolution network.
-default_cfgs = generate_default_cfgs({
-    **{
-        f"{family}_vgg_fashionmnist{size}": default_cfg(**_FASHION)
+default_cfgs = generate_cfgs({
+    **{  # only the small pair has trained weights
+        f"{family}_vgg_fashionmnist{size}": default_cfg(**_FASHION, **({} if size else {"hf_hub_id": None}))
         for family in ("otnn", "unconstrained")
         for size in ("", "_small")
     },

@@ -68,7 +68,7 @@ from otnn_plugin.cli.evaluate import config_file
 from otnn_plugin.evaluate.leaderboard import PAPER_NUMBERS
 facts = dict(package=otnn_plugin.__file__, configs=_shipped.list_configs(), quick=str(_shipped.config_path("quick")),
              paper=str(PAPER_NUMBERS), paper_source=load_paper_numbers().source, registry=str(hub.registry_dir()),
-             quick_models=[m.model for m in load_config(_shipped.config_path("quick")).models])
+             quick_models=[m.model for m in load_config(_shipped.config_path("quick")).models.values()])
 try:
     config_file("quik")
 except ValueError as err:

@@ -41,13 +41,10 @@ from .._names import unknown_name
 from .._yaml import read_yaml
 
 __all__ = [
-    "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "OUR_METRICS", "load_config", "metric_class",
+    "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "load_config", "metric_class",
     "metric_names", "model_family",
 ]
 
-#: Our metrics (``otnn_plugin.metrics``), named in configs without a prefix.
-OUR_METRICS = ("Deletion", "ExplanationDistance", "Insertion", "JPEGComplexity", "MuFidelity", "RobustnessSr",
-               "Stability")
 QUANTUS_PREFIX = "quantus."
 WEIGHTS = ("pretrained", "random")
 DIRECTIONS = ("higher", "lower")
@@ -182,8 +179,10 @@ def metric_names() -> list[str]:
     import quantus
     from quantus.metrics.base import Metric
 
+    from ..metrics import list_metrics
+
     found = [n for n, v in vars(quantus).items() if isinstance(v, type) and issubclass(v, Metric) and v is not Metric]
-    return [*OUR_METRICS, *sorted(QUANTUS_PREFIX + n for n in found)]
+    return [*list_metrics(), *sorted(QUANTUS_PREFIX + n for n in found)]
 
 
 def metric_class(name: str) -> type:

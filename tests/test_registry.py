@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import otnn_plugin
-from otnn_plugin import losses, metrics
+from otnn_plugin import data, losses, metrics
 from otnn_plugin._registry import Registry
 from otnn_plugin.evaluate.config import metric_class, metric_names
 from otnn_plugin.explainers import EXPLAIN_METHODS, explain, register_explainer
@@ -93,9 +93,12 @@ def test_a_registered_explainer_is_used_by_name(restored):
         explain(model, inputs, [0, 2], "salency")
 
 
-def test_unknown_metric_suggests_the_closest_name():
+def test_unknown_dataset_and_metric_suggest_the_closest_name():
+    with pytest.raises(ValueError, match=r"unknown dataset 'celeb' \(did you mean 'celeba'\?\)"):
+        data.load_dataset("celeb", "train")
     with pytest.raises(ValueError, match=r"unknown metric 'Deletoin' \(did you mean 'Deletion'\?\)"):
         metrics.METRICS.get("Deletoin")
+    assert data.list_datasets() == ["celeba", "fashion_mnist", "snowflake"]
 
 
 def _classes_defined_in(package) -> list[type]:

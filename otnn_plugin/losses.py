@@ -41,8 +41,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._names import unknown_name
+from ._registry import Registry
 
 __all__ = [
+    "LOSSES",
     "loss_class",
     "NonFiniteOutputsError",
     "HKRLoss",
@@ -54,10 +56,16 @@ __all__ = [
     "check_outputs",
     "create_loss",
     "list_losses",
+    "register_loss",
 ]
 
 #: The model head a loss expects: one output, one output per class, or one output per label.
 OutputKind = Literal["binary", "multiclass", "multilabel"]
+
+#: Every loss by name; ``@register_loss("name")`` on an ``nn.Module`` class adds one to :func:`create_loss`.
+LOSSES: Registry[type[nn.Module]] = Registry("loss")
+register_loss = LOSSES.register
+
 
 class NonFiniteOutputsError(ValueError):
     """The outputs handed to a loss hold NaN or inf: the model diverged, or its input is bad."""
@@ -194,6 +202,7 @@ class _FixedMargin(nn.Module):
         return f"lam={self.lam}, margin={self.margin.item()}"
 
 
+@register_loss("hkr")
 class HKRLoss(_FixedMargin):
     """Binary hKR loss with a fixed margin (paper Eq. 1).
 
@@ -207,6 +216,7 @@ class HKRLoss(_FixedMargin):
         return _kr(outputs, signs) + self.lam * F.relu(self.margin - signs * outputs).mean()
 
 
+@register_loss("hkr_multiclass")
 class HKRMulticlassLoss(_FixedMargin):
     """One-vs-all multiclass hKR loss with a fixed margin (paper Eq. 4).
 
@@ -256,6 +266,7 @@ class _LearnedMargins(nn.Module):
         return f"lam={self.lam}, alpha={self.alpha}"
 
 
+@register_loss("hkr_auto")
 class HKRAutoLoss(_LearnedMargins):
     """Binary hKR loss with a learned margin (paper Eq. 3, with ``- alpha * m``: see the module docstring).
 
@@ -272,6 +283,7 @@ class HKRAutoLoss(_LearnedMargins):
         return self._auto_margin_hkr(*_binary_signs(self, outputs, targets))
 
 
+@register_loss("hkr_multilabel")
 class HKRMultilabelLoss(_LearnedMargins):
     """Multilabel hKR loss: the mean over labels of Eq. 3, each label with its own learned margin (paper Sec. 5).
 
@@ -292,6 +304,7 @@ class HKRMultilabelLoss(_LearnedMargins):
         return self._auto_margin_hkr(outputs, _label_signs(self, outputs, targets), self.balanced).mean()
 
 
+@register_loss("soft_hkr_multiclass")
 class SoftHKRMulticlassLoss(_LearnedMargins):
     """Multiclass hKR loss with a softmax hinge and a learned margin per class (paper Eq. 5).
 
@@ -332,25 +345,14 @@ class SoftHKRMulticlassLoss(_LearnedMargins):
         return f"{super().extra_repr()}, temperature={self.temperature}"
 
 
-_LOSSES: dict[str, type[nn.Module]] = {
-    "hkr": HKRLoss,
-    "hkr_auto": HKRAutoLoss,
-    "hkr_multiclass": HKRMulticlassLoss,
-    "soft_hkr_multiclass": SoftHKRMulticlassLoss,
-    "hkr_multilabel": HKRMultilabelLoss,
-}
-
-
 def list_losses() -> list[str]:
     """Names accepted by :func:`create_loss`, sorted."""
-    return sorted(_LOSSES)
+    return LOSSES.names()
 
 
 def loss_class(name: str) -> type[nn.Module]:
     """The class registered as ``name`` (its signature lists the keyword arguments ``create_loss`` accepts)."""
-    if name not in _LOSSES:
-        raise unknown_name("loss", name, _LOSSES)
-    return _LOSSES[name]
+    return LOSSES.get(name)
 
 
 def create_loss(name: str, **kwargs) -> nn.Module:

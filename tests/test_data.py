@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import otnn_plugin.cli as cli
-from otnn_plugin.data import celeba, label_names, label_rates, list_datasets, load_dataset, to_tensors
+from otnn_plugin.data import celeba, label_columns, label_names, label_rates, list_datasets, load_dataset, to_tensors
 from otnn_plugin.data.snowflake import koch_snowflake
 from otnn_plugin.data.transforms import celeba_augment
 from otnn_plugin.labels import CELEBA_ATTRIBUTES, CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
@@ -150,7 +150,9 @@ def test_celeba_local_split_is_8000_2000_in_file_order(celeba_splits):
     train, test = celeba_splits["train"], celeba_splits["test"]
     assert (len(train), len(test)) == (8_000, 2_000)
     assert train.features["image"] == datasets.Array3D((109, 89, 3), "uint8")
-    assert train.features["labels"].length == len(CELEBA_PAPER_ATTRIBUTES) == 22
+    assert train.column_names == ["image", "image_id", *CELEBA_PAPER_ATTRIBUTES]
+    assert label_columns(train) == list(CELEBA_PAPER_ATTRIBUTES) and len(label_columns(train)) == 22
+    assert train.features["Mustache"] == datasets.Value("bool")  # the names are in the features, as on the hub
     assert train["image_id"][:] == [f"{i:06d}.jpg" for i in range(1, 8_001)]
     assert test["image_id"][:] == [f"{i:06d}.jpg" for i in range(8_001, 10_001)]
 
@@ -162,7 +164,7 @@ def test_celeba_first_row_decodes_with_its_attributes(celeba_splits, data_dir):
     assert np.array_equal(row["image"], pixels)
     values = attribute_rows(data_dir)["000001.jpg"]
     expected = [int(values[CELEBA_ATTRIBUTES.index(name)] == 1) for name in CELEBA_PAPER_ATTRIBUTES]
-    assert row["labels"].tolist() == expected
+    assert [int(row[name]) for name in CELEBA_PAPER_ATTRIBUTES] == expected
     positive = {name for name, value in zip(CELEBA_PAPER_ATTRIBUTES, expected) if value}
     assert positive == {"Attractive", "Brown_Hair", "Heavy_Makeup", "Mouth_Slightly_Open", "Smiling",
                         "Wearing_Earrings", "Wearing_Lipstick", "Young"}  # CelebA's row 000001.jpg
@@ -178,6 +180,15 @@ def test_celeba_all_40_attributes_and_tensors(data_dir, dataset_cache, celeba_sp
     pixels = np.array(Image.open(data_dir / "celeba-subset" / "images_89x109" / "008001.jpg").convert("RGB"))
     assert torch.equal(x[0], torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
     assert torch.equal(label_rates(test).float(), expected.double().mean(0).float())
+
+
+def test_celeba_label_tensor_follows_label_names_on_shuffled_rows(celeba_splits, data_dir):
+    rows = celeba_splits["train"].shuffle(seed=0).select(range(50))  # an indices mapping over the Arrow table
+    _, y = to_tensors(rows)
+    attributes = attribute_rows(data_dir)
+    columns = [CELEBA_ATTRIBUTES.index(name) for name in label_names("celeba")]
+    assert y.dtype == torch.float32
+    assert y.tolist() == [[float(attributes[name][c] == 1) for c in columns] for name in rows["image_id"][:]]
 
 
 def test_celeba_cache_is_reused(data_dir, dataset_cache, celeba_splits, monkeypatch):
@@ -213,11 +224,15 @@ def tiny_celeba(tmp_path) -> Path:
     return folder
 
 
+def tiny_labels(dataset: datasets.Dataset) -> list[list[int]]:
+    return to_tensors(dataset)[1].int().tolist()
+
+
 def test_tiny_celeba_split_labels_and_rebuild_on_change(tiny_celeba, tmp_path):
     train = load_dataset("celeba", "train", tmp_path, attributes=["5_o_Clock_Shadow", "Attractive"])
     test = load_dataset("celeba", "test", tmp_path, attributes="all")
     assert len(train) == 4 and len(test) == 1  # round(5 * 0.2) = 1 test row, the last one
-    assert train["labels"][:] == [[int((i + k) % 3 == 0) for k in (0, 2)] for i in range(4)]
+    assert tiny_labels(train) == [[int((i + k) % 3 == 0) for k in (0, 2)] for i in range(4)]
     assert test["image_id"][:] == ["000005.jpg"]
     cache = tmp_path / "default-cache"
     other_source = tiny_celeba / "list_attr_celeba_000001-000005.txt"
@@ -227,10 +242,10 @@ def test_tiny_celeba_split_labels_and_rebuild_on_change(tiny_celeba, tmp_path):
     assert len(caches) == 2  # one per attribute file
     rows = {f"{i + 1:06d}.jpg": [1] * 40 for i in range(5)}
     write_attributes(tiny_celeba / "list_attr_celeba.txt", rows)  # the source changes: a new cache is built
-    assert load_dataset("celeba", "test", tmp_path)["labels"][:] == [[1] * 22]
+    assert tiny_labels(load_dataset("celeba", "test", tmp_path)) == [[1] * 22]
     now = set(cache.iterdir())
     assert len(now - caches) == 1 and len(now) == 2, "the edited file's old cache is removed, the other file's kept"
-    assert load_dataset("celeba", "test", tmp_path, attr_file=other_source.name)["labels"][:] != [[1] * 22]
+    assert tiny_labels(load_dataset("celeba", "test", tmp_path, attr_file=other_source.name)) != [[1] * 22]
     assert set(cache.iterdir()) == now, "the other attribute file's cache was reused"
 
 
@@ -312,6 +327,17 @@ def test_hub_is_used_without_local_data(monkeypatch):
     assert torch.equal(y, torch.from_numpy(hub.attributes[:, columns]).float())
     assert x.shape == (4, 3, 218, 178) and torch.equal(x[:, 0, 0, 0], torch.arange(4.0) / 255)
     assert faces["image_id"][:] == [f"flwrlabs/celeba/test/{i}" for i in range(4)]
+
+
+def test_celeba_features_are_the_same_from_local_files_and_the_hub(monkeypatch, tiny_celeba, tmp_path):
+    local = load_dataset("celeba", "train", tmp_path, attributes=["Mustache", "Male"])
+    monkeypatch.setattr(datasets, "load_dataset", FakeHub())
+    hub = load_dataset("celeba", "train", attributes=["Mustache", "Male"])
+    assert local.column_names == hub.column_names == ["image", "image_id", "Mustache", "Male"]
+    expected = {"image_id": datasets.Value("string"), "Mustache": datasets.Value("bool"), "Male": datasets.Value("bool")}
+    for faces in (local, hub):  # the image is Array3D locally and a decoded-on-access Image() from the hub
+        assert {name: feature for name, feature in faces.features.items() if name != "image"} == expected
+        assert label_columns(faces) == ["Mustache", "Male"]
 
 
 def test_data_dir_env_without_the_dataset_falls_through_to_hub(monkeypatch, tmp_path):

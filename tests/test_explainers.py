@@ -346,7 +346,7 @@ def test_explain_keeps_the_model_mode(unconstrained, images):
 
 
 def test_explain_rejects_bad_arguments(otnn, images):
-    with pytest.raises(ValueError, match="choose one of: transport"):
+    with pytest.raises(ValueError, match="unknown explanation method 'lime'; valid: gradcam, "):
         explain(otnn, images, 0, "lime")
     with pytest.raises(ValueError, match="no setting sigmaa; its settings: n_samples, sigma"):
         explain(otnn, images, 0, "smoothgrad", sigmaa=0.1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import SPLITS, label_names, label_rates, list_datasets, load_dataset
+from ..data import SPLITS, label_columns, label_names, label_rates, list_datasets, load_dataset
 from ._args import shared_options
 
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     names = label_names(args.name, **options)
     width = max(len(name) for name in names) + 2
     print(f"{args.name}: " + ", ".join(f"{split} {len(dataset):,} rows" for split, dataset in splits.items()))
-    kind = "positive rate" if "labels" in splits["train"].column_names else "share of rows"
+    kind = "positive rate" if label_columns(splits["train"]) else "share of rows"
     print(f"{'label':<{width}}" + "".join(f"{split:>8}" for split in SPLITS) + f"   ({kind})")
     for index, name in enumerate(names):
         print(f"{name:<{width}}" + "".join(f"{rates[split][index].item():8.3f}" for split in SPLITS))

@@ -13,28 +13,34 @@ from __future__ import annotations
 import inspect
 import os
 from types import ModuleType
+from typing import Callable
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, Image
+from datasets import ClassLabel, Dataset, Image, Value
 
-from . import celeba, fashion_mnist, snowflake
-from ._arrow import column_to_numpy
+from .._registry import Registry, import_submodules
+from ._arrow import column_to_numpy, stack_columns
 
-__all__ = ["SPLITS", "label_names", "label_rates", "list_datasets", "load_dataset", "to_tensors"]
+__all__ = [
+    "DATASETS", "SPLITS", "label_columns", "label_names", "label_rates", "list_datasets", "load_dataset",
+    "register_dataset", "to_tensors",
+]
 
 SPLITS = ("train", "test")
-_MODULES: dict[str, ModuleType] = {"celeba": celeba, "fashion_mnist": fashion_mnist, "snowflake": snowflake}
+#: Every dataset's ``load(split, data_dir=None, **options)`` by name, filled by importing this package's modules: a
+#: dataset is a module whose ``load`` is decorated with ``@register_dataset("name")`` and that defines
+#: ``label_names(**options)``.
+DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset", load=import_submodules(__name__))
+register_dataset = DATASETS.register
 
 
 def list_datasets() -> list[str]:
-    return sorted(_MODULES)
+    return DATASETS.names()
 
 
 def _checked(name: str, options: dict) -> ModuleType:
-    if name not in _MODULES:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(list_datasets())}")
-    module = _MODULES[name]
+    module = inspect.getmodule(DATASETS.get(name))
     known = [p for p in inspect.signature(module.load).parameters if p not in ("split", "data_dir")]
     unknown = sorted(set(options) - set(known))
     if unknown:
@@ -57,11 +63,17 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
 
 
 def label_names(name: str, **options) -> tuple[str, ...]:
-    """Names of the classes (Fashion-MNIST), of the ``labels`` columns in order (CelebA), or of labels -1 and +1
-    (snowflake). Takes the same options as :func:`load_dataset` and uses those that matter (``attributes``)."""
+    """Names of the classes (Fashion-MNIST), of the label columns in order (CelebA's attributes), or of labels -1
+    and +1 (snowflake). Takes the same options as :func:`load_dataset` and uses those that matter (``attributes``)."""
     module = _checked(name, options)
     wanted = inspect.signature(module.label_names).parameters
     return module.label_names(**{key: value for key, value in options.items() if key in wanted})
+
+
+def label_columns(dataset: Dataset) -> list[str]:
+    """The label columns of a multilabel dataset, in column order: its ``Value("bool")`` features, one per label
+    (CelebA: one per attribute, named as the attribute, as on the hub); empty for a dataset with one ``label``."""
+    return [name for name, feature in dataset.features.items() if feature == Value("bool")]
 
 
 def _images(dataset: Dataset) -> np.ndarray:
@@ -74,28 +86,30 @@ def to_tensors(dataset: Dataset, device: str | torch.device | None = None) -> tu
     """The whole dataset as ``(x, y)`` tensors on ``device``, read from Arrow buffers without a loop over rows.
 
     Images: ``x`` float32 (N, C, H, W) in [0, 1] (paper A.2.1), converted on ``device`` after a uint8 transfer;
-    ``y`` int64 (N,) from ``label`` or float32 (N, L) of 0/1 from ``labels``. Snowflake: ``x`` float32 (N, 2),
-    ``y`` float32 (N,) of -1/+1.
+    ``y`` int64 (N,) from ``label``, or float32 (N, L) of 0/1 from the :func:`label_columns` in their order (for
+    :func:`load_dataset`'s CelebA, that of :func:`label_names`). Snowflake: ``x`` float32 (N, 2), ``y`` float32
+    (N,) of -1/+1.
     """
-    columns = dataset.column_names
+    columns, labels = dataset.column_names, label_columns(dataset)
     if "point" in columns:
-        points, labels = column_to_numpy(dataset, "point"), column_to_numpy(dataset, "label")
-        return torch.from_numpy(points).to(device), torch.from_numpy(labels).to(device, torch.float32)
-    if "image" not in columns or not {"label", "labels"} & set(columns):
-        raise ValueError(f"to_tensors needs columns image and label(s), or point and label; got {columns}")
+        points, classes = column_to_numpy(dataset, "point"), column_to_numpy(dataset, "label")
+        return torch.from_numpy(points).to(device), torch.from_numpy(classes).to(device, torch.float32)
+    if "image" not in columns or not ("label" in columns or labels):
+        raise ValueError(f"to_tensors needs columns image and label (or boolean label columns), or point and "
+                         f"label; got {columns}")
     images = torch.from_numpy(_images(dataset)).to(device)
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
     x = images.to(torch.float32).div_(255)
-    if "labels" in columns:
-        return x, torch.from_numpy(column_to_numpy(dataset, "labels")).to(device, torch.float32)
+    if labels:
+        return x, torch.from_numpy(stack_columns(dataset, labels)).to(device, torch.float32)
     return x, torch.from_numpy(column_to_numpy(dataset, "label")).to(device, torch.int64)
 
 
 def label_rates(dataset: Dataset) -> torch.Tensor:
-    """Positive rate of every ``labels`` column (CelebA, paper Table 5), or the share of every class of ``label``
-    in :func:`label_names` order (for the snowflake: -1, then +1); float64, read from Arrow only."""
-    if "labels" in dataset.column_names:
-        return torch.from_numpy(column_to_numpy(dataset, "labels").mean(axis=0, dtype=np.float64))
+    """Positive rate of every :func:`label_columns` column (CelebA, paper Table 5), or the share of every class of
+    ``label`` in :func:`label_names` order (for the snowflake: -1, then +1); float64, read from Arrow only."""
+    if columns := label_columns(dataset):
+        return torch.from_numpy(stack_columns(dataset, columns).mean(axis=0, dtype=np.float64))
     labels = column_to_numpy(dataset, "label")
     feature = dataset.features["label"]
     classes, count = (labels, feature.num_classes) if isinstance(feature, ClassLabel) else (labels > 0, 2)

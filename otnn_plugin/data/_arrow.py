@@ -1,6 +1,6 @@
 """Fixed-shape numpy arrays to and from Arrow columns, without per-row Python work.
 
-Images are stored as datasets' ``Array2D``/``Array3D`` and label vectors as fixed-size lists: explicit shapes that
+Images are stored as datasets' ``Array2D``/``Array3D`` and vectors (points) as fixed-size lists: explicit shapes that
 iterate several times faster than the nested lists datasets infers from Python values.
 """
 from __future__ import annotations
@@ -76,3 +76,9 @@ def column_to_numpy(dataset: Dataset, name: str) -> np.ndarray:
             flat = flat.flatten()
         parts.append(flat.to_numpy(zero_copy_only=False).reshape(len(chunk), *shape))
     return np.concatenate(parts)  # one copy: writable, and owned by numpy rather than a memory-mapped file
+
+
+def stack_columns(dataset: Dataset, names: list[str]) -> np.ndarray:
+    """Scalar columns ``names`` side by side as one (N, len(names)) array, reading only those columns."""
+    table = dataset.select_columns(names).with_format("arrow")[:]  # applies any indices mapping
+    return np.stack([table.column(name).to_numpy() for name in names], axis=1)

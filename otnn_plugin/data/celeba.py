@@ -1,8 +1,10 @@
 """CelebA aligned faces with binary attributes (paper Sec. 5, appendix A.2.1, Table 5).
 
-Columns: ``image`` (RGB, H x W x 3 uint8), ``labels`` (one 0/1 int8 per attribute) and ``image_id``. ``labels`` holds
-the paper's 22 attributes in the paper's order (:data:`~otnn_plugin.labels.CELEBA_PAPER_ATTRIBUTES`) by default,
-all 40 with ``attributes="all"``, or any list of attribute names; :func:`attribute_names` gives them.
+Columns: ``image`` (RGB, H x W x 3 uint8), ``image_id``, then one ``Value("bool")`` column per attribute, named as
+CelebA and the hub's ``flwrlabs/celeba`` name it (``ds.features["Mustache"]``): the paper's 22 attributes in the
+paper's order (:data:`~otnn_plugin.labels.CELEBA_PAPER_ATTRIBUTES`) by default, all 40 with ``attributes="all"``,
+or any list of attribute names; :func:`attribute_names` gives them. The features are the same from both sources
+(but for ``image``, see below); ``to_tensors`` stacks the attribute columns into the (N, L) label tensor.
 
 * Local source: a folder (``celeba-subset/`` under the data root) holding an aligned-image folder
   (``img_align_celeba/`` or ``images_89x109/``, or ``image_dir=``) and an attribute file in CelebA's own format
@@ -26,14 +28,16 @@ from datasets import Dataset, Value, concatenate_datasets
 from PIL import Image
 
 from ..labels import CELEBA_ATTRIBUTES, CELEBA_PAPER_ATTRIBUTES
-from . import sources
-from ._arrow import build_dataset, column_to_numpy
+from . import register_dataset, sources
+from ._arrow import build_dataset
 
 HUB_REPO = "flwrlabs/celeba"
 FOLDER = "celeba-subset"
 ATTRIBUTE_FILE = "list_attr_celeba.txt"
 IMAGE_DIRS = ("img_align_celeba", "images_89x109")
 TEST_FRACTION = 0.2
+#: Features of every column but ``image``: the hub's ``flwrlabs/celeba`` types its attributes ``bool``.
+FEATURES = {"image_id": Value("string"), **dict.fromkeys(CELEBA_ATTRIBUTES, Value("bool"))}
 
 
 def attribute_names(attributes: str | Sequence[str] = "paper") -> tuple[str, ...]:
@@ -52,7 +56,7 @@ def attribute_names(attributes: str | Sequence[str] = "paper") -> tuple[str, ...
 
 
 def read_attributes(path: Path, text: str | None = None) -> tuple[list[str], np.ndarray]:
-    """Image names and their 40 attributes as 0/1 int8 (N, 40) from a file in CelebA's ``list_attr`` format
+    """Image names and their 40 attributes as bool (N, 40) from a file in CelebA's ``list_attr`` format
     (``text``: its content, if already read)."""
     lines = (path.read_text() if text is None else text).strip().splitlines()
     if len(lines) < 2 or not lines[0].strip().isdigit():
@@ -76,7 +80,7 @@ def read_attributes(path: Path, text: str | None = None) -> tuple[list[str], np.
     names = table[:, 0].tolist()
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: an image is listed twice")
-    return names, (table[:, 1:] == "1").astype(np.int8)
+    return names, table[:, 1:] == "1"
 
 
 def _is_complete(path: Path) -> bool:
@@ -128,7 +132,7 @@ def _decode_images(paths: list[Path]) -> np.ndarray:
 
 
 def _local(folder: Path, attr_file: str | None, image_dir: str | None, cache_dir) -> Dataset:
-    """Every listed image with its 40 attributes, from the Arrow cache (built on first use)."""
+    """Every listed image with its 40 attribute columns, from the Arrow cache (built on first use)."""
     attr_path, images = _attribute_file(folder, attr_file), _image_dir(folder, image_dir)
     text = attr_path.read_text()
     names, attributes = read_attributes(attr_path, text)
@@ -140,8 +144,8 @@ def _local(folder: Path, attr_file: str | None, image_dir: str | None, cache_dir
                                 "that lists only the images you have (attr_file=)") from None
 
     def build() -> Dataset:
-        columns = {"image": _decode_images(paths), "image_id": names, "attributes": attributes}
-        return build_dataset(columns, {"image_id": Value("string")}, fingerprint=key)
+        columns = {"image": _decode_images(paths), "image_id": names, **dict(zip(CELEBA_ATTRIBUTES, attributes.T))}
+        return build_dataset(columns, FEATURES, fingerprint=key)
 
     return sources.cached(f"celeba-{images.name}", [attr_path, images], key, build, cache_dir)
 
@@ -152,6 +156,7 @@ def _split_rows(dataset: Dataset, split: str) -> Dataset:
     return dataset.select(rows)  # a contiguous range: a zero-copy slice, no indices mapping
 
 
+@register_dataset("celeba")
 def load(
     split: str,
     data_dir=None,
@@ -160,22 +165,18 @@ def load(
     image_dir: str | None = None,
     cache_dir=None,
 ) -> Dataset:
-    """Split ``train`` or ``test`` with the chosen attributes as ``labels``: local files if found, else the hub."""
+    """Split ``train`` or ``test`` with a column per chosen attribute: local files if found, else the hub."""
     names = attribute_names(attributes)
     folder, tried = sources.locate("celeba", FOLDER, "list_attr_celeba*.txt", data_dir)
     if folder is None:
         fix = f"{FOLDER}/ with an aligned-image folder and {ATTRIBUTE_FILE}"
         hub = sources.from_hub("celeba", HUB_REPO, split, tried, fix)
-        extra = {
-            "image_id": [f"{HUB_REPO}/{split}/{row}" for row in range(len(hub))],
-            "labels": np.stack([column_to_numpy(hub, name) for name in names], axis=1).astype(np.int8),
-        }
+        image_ids = build_dataset({"image_id": [f"{HUB_REPO}/{split}/{row}" for row in range(len(hub))]}, FEATURES)
         return concatenate_datasets(
-            [hub.select_columns(["image"]), build_dataset(extra, {"image_id": Value("string")})], axis=1
+            [hub.select_columns(["image"]), image_ids, hub.select_columns(list(names))], axis=1
         )
     rows = _split_rows(_local(folder, attr_file, image_dir, cache_dir), split)
-    labels = column_to_numpy(rows, "attributes")[:, [CELEBA_ATTRIBUTES.index(name) for name in names]]
-    return concatenate_datasets([rows.select_columns(["image", "image_id"]), build_dataset({"labels": labels})], axis=1)
+    return rows.select_columns(["image", "image_id", *names])
 
 
 label_names = attribute_names

@@ -16,7 +16,7 @@ import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, Features
 
 from ..labels import FASHION_MNIST_CLASSES
-from . import sources
+from . import register_dataset, sources
 from ._arrow import build_dataset
 
 HUB_REPO = "zalando-datasets/fashion_mnist"
@@ -70,6 +70,7 @@ def _hub_to_arrays(batch: dict) -> dict:
     return {"image": [np.asarray(image.convert("L")) for image in batch["image"]], "label": batch["label"]}
 
 
+@register_dataset("fashion_mnist")
 def load(split: str, data_dir=None, cache_dir=None) -> Dataset:
     """Split ``train`` or ``test``: from local IDX files if found (see :func:`sources.locate`), else the hub."""
     folder, tried = sources.locate("fashion_mnist", FOLDER, "*-idx?-ubyte*", data_dir)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from datasets import Dataset, Value
 
+from . import register_dataset
 from ._arrow import build_dataset
 
 _SPLIT_STREAMS = {"train": 0, "test": 1}
@@ -40,6 +41,7 @@ def _on_curve(vertices: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
     return start + rng.random((n, 1)) * (end - start)
 
 
+@register_dataset("snowflake")
 def load(
     split: str,
     data_dir=None,

@@ -25,7 +25,7 @@ CACHE_DIR_ENV = "OTNN_CACHE_DIR"
 _OFFLINE_ENVS = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
 _TRUE_VALUES = {"1", "ON", "TRUE", "YES"}
 #: Bump when the layout of a cached dataset changes, so that old caches are not read.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -33,7 +33,6 @@ run order, with its seeds; the runner runs it and the leaderboard reads it.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 import re
@@ -50,13 +49,10 @@ from .._validation import NonNegativeInt, PositiveInt, Settings, check_keys, val
 from .._yaml import read_yaml
 
 __all__ = [
-    "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "Shard", "Unit", "load_config", "metric_class", "metric_names",
-    "model_family", "unit_seed",
+    "EvalConfig", "ExplainerSpec", "MetricSpec", "ModelSpec", "Shard", "Unit", "load_config", "metric_class",
+    "metric_names", "model_family", "unit_seed",
 ]
 
-#: Our metrics (``otnn_plugin.metrics``), named in configs without a prefix.
-OUR_METRICS = ("Deletion", "ExplanationDistance", "Insertion", "JPEGComplexity", "MuFidelity", "RobustnessSr",
-               "Stability")
 QUANTUS_PREFIX = "quantus."
 WEIGHTS = ("pretrained", "random")
 #: Set by the runner on every metric: one score per sample, quiet.
@@ -121,7 +117,9 @@ class ModelSpec(Settings):
 
 def explainer_settings(method: str) -> tuple[str, ...]:
     """The settings ``explain(..., method=method, **settings)`` accepts (its keyword-only parameters)."""
-    function = getattr(importlib.import_module("otnn_plugin.explainers.explain"), method)
+    from ..explainers import EXPLAIN_METHODS
+
+    function = EXPLAIN_METHODS.get(method)
     return tuple(p.name for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY)
 
 
@@ -174,8 +172,10 @@ def metric_names() -> list[str]:
     import quantus
     from quantus.metrics.base import Metric
 
+    from ..metrics import list_metrics
+
     found = [n for n, v in vars(quantus).items() if isinstance(v, type) and issubclass(v, Metric) and v is not Metric]
-    return [*OUR_METRICS, *sorted(QUANTUS_PREFIX + n for n in found)]
+    return [*list_metrics(), *sorted(QUANTUS_PREFIX + n for n in found)]
 
 
 def metric_class(name: str) -> type:

@@ -15,6 +15,10 @@ Methods and defaults (the paper's, overridable through ``settings``):
 * ``rise``: :class:`~otnn_plugin.explainers.Rise` with N = 4000 masks.
 
 ``batch_size`` is always the number of images in one forward pass.
+
+``@register_explainer`` adds a method, named after the function: ``method(model, inputs, target, *, settings...)``
+takes a batch on the model's device and int64 targets, and returns attributions shaped like ``inputs``; its
+keyword-only parameters are its settings.
 """
 from __future__ import annotations
 
@@ -28,24 +32,32 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .._finite import check_model_outputs
+from .._registry import Registry
 from ..lipschitz import explaining
 from ._inputs import Target, check_inputs, format_target, select_scores
 from .rise import Rise
 from .transport import target_gradient
 
-__all__ = ["explain", "EXPLAIN_METHODS"]
+__all__ = ["explain", "EXPLAIN_METHODS", "register_explainer"]
+
+#: The methods ``explain`` accepts by name (iterating gives the sorted names).
+EXPLAIN_METHODS: Registry[Callable[..., Tensor]] = Registry("explanation method")
+register_explainer = EXPLAIN_METHODS.register
 
 
+@register_explainer
 def transport(model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
     """Signed gradient of the target output (paper Prop. 1)."""
     return target_gradient(model, inputs, target)[1]
 
 
+@register_explainer
 def saliency(model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
     """Saliency map ``|grad_x f(x)|`` (paper A.4.1)."""
     return transport(model, inputs, target).abs()
 
 
+@register_explainer
 def gradient_x_input(model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
     """Gradient times input."""
     return inputs * transport(model, inputs, target)
@@ -71,6 +83,7 @@ def _weighted_gradients(
     return total
 
 
+@register_explainer
 def smoothgrad(
     model: nn.Module, inputs: Tensor, target: Tensor, *, n_samples: int = 50, sigma: float = 0.2,
     batch_size: int = 256, seed: int = 0,
@@ -88,6 +101,7 @@ def smoothgrad(
     return _weighted_gradients(model, inputs, target, weights, noisy, batch_size)
 
 
+@register_explainer
 def integrated_gradients(
     model: nn.Module, inputs: Tensor, target: Tensor, *, n_steps: int = 50, batch_size: int = 256
 ) -> Tensor:
@@ -108,6 +122,7 @@ def integrated_gradients(
     return inputs * _weighted_gradients(model, inputs, target, weights, path, batch_size)
 
 
+@register_explainer
 def gradcam(model: nn.Module, inputs: Tensor, target: Tensor, *, layer: str | None = None) -> Tensor:
     """Grad-CAM on ``layer`` (default: the last stage in timm's ``feature_info``), upsampled to the input size."""
     if inputs.dim() != 4:
@@ -131,6 +146,7 @@ def gradcam(model: nn.Module, inputs: Tensor, target: Tensor, *, layer: str | No
     return cam.expand_as(inputs)
 
 
+@register_explainer
 def rise(
     model: nn.Module, inputs: Tensor, target: Tensor, *, n_masks: int = 4000, grid_size: int = 7,
     probability: float = 0.5, batch_size: int = 256, seed: int = 0, center: bool = False,
@@ -140,19 +156,6 @@ def rise(
         inputs, target, n_masks=n_masks, grid_size=grid_size, probability=probability, batch_size=batch_size,
         seed=seed, center=center,
     )
-
-
-_METHODS: dict[str, Callable[..., Tensor]] = {
-    "transport": transport,
-    "saliency": saliency,
-    "gradient_x_input": gradient_x_input,
-    "smoothgrad": smoothgrad,
-    "integrated_gradients": integrated_gradients,
-    "gradcam": gradcam,
-    "rise": rise,
-}
-#: The names ``explain`` accepts as ``method``.
-EXPLAIN_METHODS: tuple[str, ...] = tuple(_METHODS)
 
 
 def _settings_of(method: Callable[..., Tensor]) -> tuple[str, ...]:
@@ -182,9 +185,7 @@ def explain(
     outputs on them (one forward pass without gradients), must be finite: a ``ValueError`` names the samples that
     are not.
     """
-    if method not in _METHODS:
-        raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(EXPLAIN_METHODS)}")
-    function = _METHODS[method]
+    function = EXPLAIN_METHODS.get(method)
     unknown = sorted(set(settings) - set(_settings_of(function)))
     if unknown:
         accepted = ", ".join(_settings_of(function)) or "none"

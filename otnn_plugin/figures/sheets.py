@@ -206,13 +206,12 @@ def counterfactual_sheet(
     if unknown or not attributes:
         raise ValueError(f"unknown attribute(s) {', '.join(unknown) or '(none given)'}; the models predict: "
                          f"{', '.join(names)}")
-    labels = test.select_columns(["labels"]).with_format("torch")[:]["labels"]
     negatives = samples // 2
     rows, row_labels = [], []
     for name in attributes:
-        column = labels[:, names.index(name)]
+        column = test.select_columns([name]).with_format("torch")[:][name]
         picked = [_draw((column == value).nonzero()[:, 0], count, generator)
-                  for value, count in ((0, negatives), (1, samples - negatives))]
+                  for value, count in ((False, negatives), (True, samples - negatives))]
         if sum(len(p) for p in picked) < samples:
             raise ValueError(f"the {dataset} test split has too few images with and without {name} for "
                              f"samples={samples}: ask for fewer")

@@ -5,27 +5,26 @@
 * :class:`RobustnessSr` (Table 11), :class:`Stability` (Table 4)
 * :func:`explanation_distance`: L2 and ``1 - ρ`` between batches of explanations, as plain torch.
 
-Metric classes load on first use, so that ``otnn_plugin.metrics.distance`` can be imported without Quantus.
+Each metric class registers itself with ``@register_metric``; :func:`list_metrics` names them all. They load on
+first use (``otnn_plugin.metrics.Deletion`` imports every metric module), so that this package and
+``otnn_plugin.metrics.distance`` import without Quantus.
 """
-import importlib
+from .._registry import Registry, import_submodules
+from .distance import explanation_distance
 
-_LAZY = {
-    "CausalFidelity": "fidelity",
-    "Deletion": "fidelity",
-    "Insertion": "fidelity",
-    "MuFidelity": "fidelity",
-    "RobustnessSr": "robustness",
-    "Stability": "stability",
-    "ExplanationDistance": "comparison",
-    "JPEGComplexity": "jpeg",
-    "explanation_distance": "distance",
-}
+__all__ = ["METRICS", "explanation_distance", "list_metrics", "register_metric"]
+
+#: Our metric classes by class name, filled by importing every module of this package.
+METRICS: Registry[type] = Registry("metric", load=import_submodules(__name__))
+register_metric = METRICS.register
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+def list_metrics() -> list[str]:
+    """The names of our metric classes, sorted (imports the metric modules, hence Quantus)."""
+    return METRICS.names()
+
+
+def __getattr__(name: str) -> type:
+    if not name.startswith("_") and name in METRICS:
+        return METRICS.get(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_LAZY)

@@ -10,12 +10,14 @@ from quantus.helpers.enums import EvaluationCategory, ScoreDirection
 from quantus.helpers.model.model_interface import ModelInterface
 from torch import Tensor
 
+from . import register_metric
 from .base import Network, TorchMetric
 from .distance import Distance, check_distance, explanation_distance
 
 __all__ = ["ExplanationDistance"]
 
 
+@register_metric
 class ExplanationDistance(TorchMetric):
     """L2 or ``1 - ρ`` (Spearman) between the evaluated explanation and a reference method's; lower means closer.
 

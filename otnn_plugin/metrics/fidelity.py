@@ -12,6 +12,7 @@ from quantus.helpers.enums import EvaluationCategory, ScoreDirection
 from torch import Tensor
 
 from ..lipschitz import explaining
+from . import register_metric
 from .base import Network, SeededMetric
 from .perturbation import (
     Baseline,
@@ -77,6 +78,7 @@ class CausalFidelity(SeededMetric):
         return blended_scores(net, inside, outside, top_pixel_masks(a, counts), y, self.batch_size)
 
 
+@register_metric
 class Deletion(CausalFidelity):
     """Deletion: the most important pixels go to the baseline first; lower is better (definition: CausalFidelity)."""
 
@@ -85,6 +87,7 @@ class Deletion(CausalFidelity):
     inserting = False
 
 
+@register_metric
 class Insertion(CausalFidelity):
     """Insertion: the most important pixels come back from the baseline first; higher is better (CausalFidelity)."""
 
@@ -93,6 +96,7 @@ class Insertion(CausalFidelity):
     inserting = True
 
 
+@register_metric
 class MuFidelity(SeededMetric):
     """µFidelity (Bhatt et al. 2020, def. 3; paper App. A.4.2 and Table 3); higher is better.
 

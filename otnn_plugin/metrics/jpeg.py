@@ -10,6 +10,7 @@ from PIL import Image
 from quantus.helpers.enums import EvaluationCategory, ScoreDirection
 from torch import Tensor
 
+from . import register_metric
 from .base import TorchMetric, check_attributions, check_explanations
 
 __all__ = ["JPEGComplexity", "grayscale_maps", "jpeg_kilobytes"]
@@ -39,6 +40,7 @@ def jpeg_kilobytes(a: Tensor, quality: int = 95) -> Tensor:
     return torch.tensor(sizes, dtype=torch.float64)
 
 
+@register_metric
 class JPEGComplexity(TorchMetric):
     """Size of the explanation as a grayscale JPEG, in kB; lower is better.
 

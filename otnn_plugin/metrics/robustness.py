@@ -8,12 +8,14 @@ from quantus.helpers.enums import EvaluationCategory, ScoreDirection
 from torch import Tensor
 
 from ..lipschitz import explaining
+from . import register_metric
 from .base import Network, TorchMetric, check_targets
 from .perturbation import mean_trapezoid, step_counts, top_pixel_masks
 
 __all__ = ["RobustnessSr"]
 
 
+@register_metric
 class RobustnessSr(TorchMetric):
     """Robustness-Sr: the smallest L2 perturbation of the top pixels that changes the decision; lower is better.
 

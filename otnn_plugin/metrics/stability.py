@@ -5,6 +5,7 @@ import torch
 from quantus.helpers.enums import EvaluationCategory, ScoreDirection
 from torch import Tensor
 
+from . import register_metric
 from .base import Network, SeededMetric
 from .distance import Distance, check_distance, explanation_distance
 
@@ -21,6 +22,7 @@ def sample_ball(n: int, shape: tuple[int, ...], radius: float, generator: torch.
     return (directions * lengths / directions.norm(dim=1, keepdim=True)).view(n, *shape)
 
 
+@register_metric
 class Stability(SeededMetric):
     """Average distance between the explanation at ``x`` and at ``nb_samples`` points drawn uniformly in the L2 ball
     of ``radius`` around ``x`` (paper: 0.3); lower is better.

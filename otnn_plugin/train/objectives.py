@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import losses
+from .._names import unknown_name
 
 __all__ = ["build_objective", "task_of", "CROSS_ENTROPY_LOSSES"]
 
@@ -55,8 +56,7 @@ def build_objective(name: str, kwargs: dict, num_outputs: int, task: str) -> nn.
                              "use cross_entropy")
         return objective
     if name not in losses.list_losses():
-        valid = sorted([*losses.list_losses(), *CROSS_ENTROPY_LOSSES])
-        raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(valid)}")
+        raise unknown_name("loss", name, [*losses.list_losses(), *CROSS_ENTROPY_LOSSES])
     accepted = inspect.signature(losses.loss_class(name)).parameters
     head = {key: num_outputs for key in ("num_classes", "num_labels") if key in accepted and key not in kwargs}
     objective = losses.create_loss(name, **head, **kwargs)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from ._names import unknown_name
 
-__all__ = ["evaluations_dir", "list_configs", "config_path", "paper_numbers_path"]
+__all__ = ["evaluations_dir", "list_configs", "config_path", "paper_claims_path", "paper_numbers_path"]
 
 PAPER_NUMBERS = "paper_numbers.yaml"
+PAPER_CLAIMS = "paper_claims.yaml"
 
 
 def evaluations_dir() -> Path:
@@ -27,7 +28,7 @@ def evaluations_dir() -> Path:
 
 def list_configs() -> list[str]:
     """Names of the shipped evaluation configs (``quick``, ...)."""
-    return sorted(p.stem for p in evaluations_dir().glob("*.yaml") if p.name != PAPER_NUMBERS)
+    return sorted(p.stem for p in evaluations_dir().glob("*.yaml") if p.name not in (PAPER_NUMBERS, PAPER_CLAIMS))
 
 
 def config_path(name: str) -> Path:
@@ -40,3 +41,8 @@ def config_path(name: str) -> Path:
 def paper_numbers_path() -> Path:
     """The paper's numbers (Tables 1-4 and 10-12 of arXiv:2206.06854) that leaderboards show beside ours."""
     return evaluations_dir() / PAPER_NUMBERS
+
+
+def paper_claims_path() -> Path:
+    """The claims of the paper's Sec. 5.1 and A.4 whose verdicts leaderboards compute from results."""
+    return evaluations_dir() / PAPER_CLAIMS

@@ -121,14 +121,14 @@ def test_old_results_of_a_changed_config_say_so_in_one_line(tmp_path, capsys):
 
 def test_the_committed_quick_leaderboard_rebuilds_byte_identical(monkeypatch):
     """The leaderboard is a function of the results: the committed files come back byte for byte."""
-    from otnn_plugin.evaluate import build_leaderboard, load_paper_numbers, read_results
+    from otnn_plugin.evaluate import build_leaderboard, load_paper_claims, load_paper_numbers, read_results
     from otnn_plugin.evaluate.leaderboard import to_csv, to_json, to_markdown
 
     monkeypatch.chdir(EVALUATIONS.parent)  # the leaderboard names its results as given
     folder = Path("evaluations/results/quick")
     committed = (folder / "leaderboard.md").read_text()
     command = committed.split("Built by `", 1)[1].split("`", 1)[0]
-    board = build_leaderboard([read_results(folder)], load_paper_numbers(), command)
+    board = build_leaderboard([read_results(folder)], load_paper_numbers(), command, load_paper_claims())
     assert to_markdown(board) == committed
     assert to_json(board) == (folder / "leaderboard.json").read_text()
     assert to_csv(board) == (folder / "leaderboard.csv").read_text()

@@ -83,7 +83,9 @@ def config_file(config: str) -> tuple[Path, Path]:
 
 def run(args: argparse.Namespace) -> int:
     path, results_by = config_file(args.config)  # before the slow imports: a mistyped name fails at once
-    from ..evaluate import build_leaderboard, load_config, load_paper_numbers, prepare, run_evaluation, write_report
+    from ..evaluate import (
+        build_leaderboard, load_config, load_paper_claims, load_paper_numbers, prepare, run_evaluation, write_report,
+    )
 
     config = load_config(path, samples=args.samples, batch_size=args.batch_size, device=args.device,
                          weights="random" if args.random_weights else None)
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary.results.path}: {summary.computed} units computed, {summary.skipped} already done, "
           f"{summary.seconds:.0f} s")
     if not args.no_leaderboard:
-        board = build_leaderboard([summary.results], load_paper_numbers(), command)
+        board = build_leaderboard([summary.results], load_paper_numbers(), command, load_paper_claims())
         for path in write_report(board, [summary.results], out):
             if path.suffix != ".png":
                 print(path)

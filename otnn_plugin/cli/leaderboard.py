@@ -18,17 +18,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: the folder of the only results given)")
     parser.add_argument("--paper", type=Path,
                         help="the paper's numbers (default: the shipped evaluations/paper_numbers.yaml)")
+    parser.add_argument("--claims", type=Path,
+                        help="the paper's claims to judge (default: the shipped evaluations/paper_claims.yaml)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import build_leaderboard, load_paper_numbers, read_results, write_report
+    from ..evaluate import build_leaderboard, load_paper_claims, load_paper_numbers, read_results, write_report
 
     results = [read_results(path) for path in args.results]
     if args.out is None and len(results) > 1:
         raise ValueError("several results given: pass --out for the combined leaderboard")
     out = check_output(args.out or results[0].folder, folder=True)
-    board = build_leaderboard(results, load_paper_numbers(args.paper), "otnn " + shlex.join(args.argv))
+    board = build_leaderboard(results, load_paper_numbers(args.paper), "otnn " + shlex.join(args.argv),
+                              load_paper_claims(args.claims))
     for path in write_report(board, results, out):
         if path.suffix != ".png":
             print(path)

@@ -66,8 +66,9 @@ def unit_seed(seed: int, *parts: object) -> int:
 
 
 def model_family(timm_name: str) -> str | None:
-    """``otnn`` or ``unconstrained`` for the plugin's models (the paper's two networks), else None."""
-    return next((f for f in ("otnn", "unconstrained") if timm_name.startswith(f + "_")), None)
+    """``otnn`` or ``unconstrained`` for the plugin's models (the paper's two networks), ``linear`` for the linear
+    controls, else None."""
+    return next((f for f in ("otnn", "unconstrained", "linear") if timm_name.startswith(f + "_")), None)
 
 
 class ModelSpec(Settings):

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import base64
 from html import escape
-from .leaderboard import Leaderboard, metric_heading, metric_table, setting_facts
+from .leaderboard import (
+    CLAIMS_NOTE, DIAGNOSTIC_NOTE, Leaderboard, diagnostics_table, metric_heading, metric_table, setting_facts,
+    verdict_table,
+)
 
 __all__ = ["render_html"]
 
@@ -27,7 +30,7 @@ def _table(header: list[str] | None, rows: list[list[str]], css_class: str = "")
         cells = []
         for index, text in enumerate(row):
             classes = ["failed"] if text.startswith("failed:") else []
-            if header is not None and header[index] == "Rk" and text == "1":
+            if header is not None and header[index] == "Rk" and text.split(" ")[0] == "1":
                 classes.append("rank1")
             attribute = f' class="{" ".join(classes)}"' if classes else ""
             tag = "th" if header is None and index == 0 else "td"
@@ -62,6 +65,13 @@ def render_html(board: Leaderboard, figures: dict[str, bytes | None]) -> str:
         if setting.description:
             parts.append(f"<p>{escape(setting.description)}</p>")
         parts.append(_table(None, [[k, v] for k, v in setting_facts(setting)], "facts"))
+        diagnostics = diagnostics_table(setting)
+        if diagnostics is not None:
+            parts += ["<h3>The models on the evaluated samples</h3>", f"<p>{escape(DIAGNOSTIC_NOTE)}</p>",
+                      _table(*diagnostics, "diagnostics")]
+        if setting.verdicts:
+            parts += ["<h3>The paper's claims, judged from these results</h3>", f"<p>{escape(CLAIMS_NOTE)}</p>",
+                      _table(*verdict_table(setting), "claims")]
         parts.append(_image(figures.get(f"{name}/explanations"), f"{name}: explanations of the same inputs"))
         for metric in setting.metrics:
             parts.append(f'<h3 id="{escape(name)}-{escape(metric.label)}">{escape(metric_heading(metric))}</h3>')

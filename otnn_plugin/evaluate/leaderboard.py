@@ -26,17 +26,27 @@ import numpy as np
 
 from .._shipped import paper_numbers_path
 from .._yaml import read_yaml
+from .claims import Evidence, PaperClaims, Verdict, judge
 from .config import EvalConfig
 from .results import Results, weights_conflicts
+from .uncertainty import paired_difference, rank_frequencies
 
 __all__ = ["PAPER_NUMBERS", "Cell", "Leaderboard", "PaperNumbers", "Setting", "build_leaderboard", "competition_ranks", "load_paper_numbers",
            "metric_table", "setting_facts", "to_csv", "to_json", "to_markdown"]
 
 #: The paper's numbers shipped with the package.
 PAPER_NUMBERS = paper_numbers_path()
+DIAGNOSTIC_NOTE = ("On the first evaluated samples (at most 256): accuracy on their targets (for a label: its head's "
+                   "sensitivity and specificity) and the transport-regime figures of `otnn diagnose` (an OTNN at "
+                   "the optimum has mean ‖∇f‖ 1 and Prop. 2 ratio 0; a linear model has Taylor error 0 and gradient "
+                   "cosine 1).")
+CLAIMS_NOTE = ("Verdicts from evaluations/paper_claims.yaml: confirmed only beyond the 95 % bootstrap interval over the "
+               "samples, on an OTNN in the transport regime, and when the linear control (if any) does not "
+               "reproduce it; contradicted when the result opposes the claim beyond its interval on an OTNN in the "
+               "regime; otherwise inconclusive, with the reason.")
 _CSV_COLUMNS = ("setting", "dataset", "split", "label", "samples", "metric", "metric_class", "direction", "model",
                 "timm_model", "family", "explainer", "method", "status", "n", "n_nonfinite", "mean", "se", "rank",
-                "seconds", "explain_seconds", "paper", "paper_rank", "paper_table", "error")
+                "rank_frequency", "seconds", "explain_seconds", "paper", "paper_rank", "paper_table", "error")
 
 
 def competition_ranks(values: dict[str, float], direction: str) -> dict[str, int]:
@@ -107,8 +117,23 @@ class Cell:
     explain_seconds: float
     error: str | None
     rank: int | None = None
+    rank_frequency: float | None = None
     paper: float | None = None
     paper_rank: int | None = None
+
+
+@dataclass
+class Comparison:
+    """``model - versus`` on one metric and explainer: mean paired difference and its bootstrap 95 % interval."""
+
+    metric: str
+    explainer: str
+    model: str
+    versus: str
+    n: int
+    mean: float
+    low: float
+    high: float
 
 
 @dataclass
@@ -161,6 +186,9 @@ class Setting:
     sessions: list[Session]
     wall_seconds: float
     cells: list[Cell]
+    diagnostics: dict[str, dict[str, Any]]
+    comparisons: list[Comparison]
+    verdicts: list[Verdict]
 
 
 @dataclass
@@ -248,14 +276,48 @@ def _sessions(group: list[Results]) -> list[Session]:
     return sessions
 
 
+def _sample_scores(units: list[dict | None]) -> np.ndarray:
+    """The per-sample scores of a complete cell in sample order (NaN where not finite)."""
+    return np.array([np.nan if v is None else v for u in units for v in u["scores"]], dtype=np.float64)
+
+
+def _rank_frequencies(row: list[Cell], scores: dict, direction: str) -> None:
+    """Set each ranked cell's ``rank_frequency``: how often it holds its rank over bootstrap resamples."""
+    ranked = [c for c in row if c.rank is not None and (c.model, c.explainer, c.metric) in scores]
+    if len(ranked) < 2 or len(ranked) != len([c for c in row if c.rank is not None]):
+        return
+    frequencies = rank_frequencies({c.explainer: scores[(c.model, c.explainer, c.metric)] for c in ranked},
+                                   direction)
+    for cell in ranked:
+        if cell.explainer in frequencies:
+            cell.rank_frequency = round(float(frequencies[cell.explainer][cell.rank - 1]), 3)
+
+
+def _comparisons(config: EvalConfig, scores: dict, claims: PaperClaims | None) -> list[Comparison]:
+    """The OTNN against every other model, per metric the paper lets networks be compared on, per explainer."""
+    otnn = next((label for label, m in config.models.items() if m.family == "otnn"), None)
+    found = []
+    for metric in config.metrics:
+        if otnn is None or (claims is not None and not claims.comparable(metric)):
+            continue
+        for explainer in config.explainers:
+            for versus in (label for label in config.models if label != otnn):
+                pair = [scores.get((m, explainer, metric)) for m in (otnn, versus)]
+                interval = None if any(p is None for p in pair) else paired_difference(*pair)
+                if interval is not None:
+                    found.append(Comparison(metric, explainer, otnn, versus, interval.n, round(interval.mean, 6),
+                                            round(interval.low, 6), round(interval.high, 6)))
+    return found
+
+
 def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: PaperNumbers | None,
-             name: str) -> Setting:
+             claims: PaperClaims | None, name: str) -> Setting:
     """The setting of one config's merged results; which units each cell expects comes from the config's plan."""
     config = EvalConfig.from_content(header["config"], name=header["name"])
     planned: dict[tuple[str, str, str], list] = defaultdict(list)
     for unit in config.units():
         planned[unit.cell].append(unit)
-    cells = []
+    cells, scores = [], {}
     for metric_label, metric in config.metrics.items():
         for model_label, model in config.models.items():
             paper_row = paper.row(metric_label, config.dataset, config.label, model.family) if paper else {}
@@ -265,10 +327,12 @@ def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: P
                 cell_units = planned[(model_label, explainer_label, metric_label)]
                 if not cell_units:
                     continue
-                cell = _cell(metric_label, model_label, explainer_label, explainer.method,
-                             [units.get(unit.key) for unit in cell_units],
+                found = [units.get(unit.key) for unit in cell_units]
+                cell = _cell(metric_label, model_label, explainer_label, explainer.method, found,
                              sum(unit.rows.stop - unit.rows.start for unit in cell_units))
                 cell.paper, cell.paper_rank = paper_row.get(explainer.method), paper_ranks.get(explainer.method)
+                if cell.status == "ok":
+                    scores[(model_label, explainer_label, metric_label)] = _sample_scores(found)
                 row.append(cell)
             scored = [c for c in row if c.status in ("ok", "incomplete") and c.n]
             same_samples = len({c.scored for c in scored}) == 1
@@ -276,11 +340,17 @@ def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: P
                                       metric.direction)
             for cell in row:
                 cell.rank = ranks.get(cell.explainer)
+            _rank_frequencies(row, scores, metric.direction)
             cells += row
     metrics = [MetricEntry(label, m.metric, dict(m.params), m.direction, m.samples,
                            list(m.explainers) if m.explainers is not None else None,
                            paper.reference(label) if paper else None) for label, m in config.metrics.items()]
     sessions = _sessions(group)
+    diagnostics = header.get("diagnostics", {})
+    evidence = Evidence(scores, {label: m.family for label, m in config.models.items()}, diagnostics,
+                        {label: m.direction for label, m in config.metrics.items()},
+                        {label: e.method for label, e in config.explainers.items()}, paper, config.dataset,
+                        config.label)
     return Setting(
         name=name, config_name=header["name"], description=header["description"],
         config_hash=header["config_hash"], sources=[str(r.path) for r in group], dataset=config.dataset,
@@ -289,18 +359,22 @@ def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: P
         models={label: ModelEntry(m.model, m.weights, m.args, m.family) for label, m in config.models.items()},
         explainers={label: e.content() for label, e in config.explainers.items()}, metrics=metrics,
         sessions=sessions, wall_seconds=round(sum(s.wall_seconds for s in sessions), 1), cells=cells,
+        diagnostics=diagnostics, comparisons=_comparisons(config, scores, claims),
+        verdicts=judge(claims, evidence) if claims is not None else [],
     )
 
 
-def build_leaderboard(results: list[Results], paper: PaperNumbers | None = None, command: str = "") -> Leaderboard:
-    """The leaderboard of ``results`` (see the module docstring)."""
+def build_leaderboard(results: list[Results], paper: PaperNumbers | None = None, command: str = "",
+                      claims: PaperClaims | None = None) -> Leaderboard:
+    """The leaderboard of ``results`` (see the module docstring); with ``claims``, the paired comparisons between
+    networks and the verdict of each claim."""
     merged = _merge(results)
     names = [header["name"] for header, _, _ in merged]
 
     def unique(header: dict[str, Any]) -> str:  # two configs of one name: tell them apart by their hash
         return header["name"] if names.count(header["name"]) == 1 else f"{header['name']}-{header['config_hash'][:6]}"
 
-    settings = [_setting(header, group, units, paper, unique(header)) for header, group, units in merged]
+    settings = [_setting(header, group, units, paper, claims, unique(header)) for header, group, units in merged]
     return Leaderboard(command, paper.source if paper else None, settings)
 
 
@@ -338,9 +412,12 @@ def metric_table(setting: Setting, metric: str) -> tuple[list[str], list[list[st
     cells = [c for c in setting.cells if c.metric == metric]
     models = list(setting.models)
     with_paper = any(c.paper is not None for c in cells)
+    comparisons = [c for c in setting.comparisons if c.metric == metric]
+    pairs = list(dict.fromkeys((c.model, c.versus) for c in comparisons))
     header = ["explainer"]
     for model in models:
         header += [model, "Rk"] + (["paper"] if with_paper else [])
+    header += [f"{model} − {versus} [95 % CI]" for model, versus in pairs]
     rows = []
     for explainer, spec in setting.explainers.items():
         by_model = {c.model: c for c in cells if c.explainer == explainer}
@@ -350,12 +427,47 @@ def metric_table(setting: Setting, metric: str) -> tuple[list[str], list[list[st
         row = [name]
         for model in models:
             cell = by_model[model]
-            row += [_cell_text(cell), "" if cell.rank is None else str(cell.rank)]
+            row += [_cell_text(cell), _rank_text(cell)]
             if with_paper:
                 paper = "" if cell.paper is None else _number(cell.paper)
                 row.append(paper + (f" (Rk{cell.paper_rank})" if cell.paper_rank is not None else ""))
+        for model, versus in pairs:
+            found = next((c for c in comparisons if (c.model, c.versus, c.explainer) == (model, versus, explainer)),
+                         None)
+            row.append("" if found is None else f"{found.mean:+.3g} [{found.low:+.3g}, {found.high:+.3g}]")
         rows.append(row)
     return header, rows
+
+
+def _rank_text(cell: Cell) -> str:
+    """The rank, and how often it holds over bootstrap resamples of the samples."""
+    if cell.rank is None:
+        return ""
+    return str(cell.rank) + ("" if cell.rank_frequency is None else f" ({cell.rank_frequency:.0%})")
+
+
+#: The transport-regime and accuracy figures shown per model, and their headings.
+DIAGNOSTICS = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
+               "mean_grad_norm": "mean ‖∇f‖", "prop2_ratio": "Prop. 2 ratio", "taylor_error": "Taylor error",
+               "gradient_cosine": "gradient cosine"}
+
+
+def diagnostics_table(setting: Setting) -> tuple[list[str], list[list[str]]] | None:
+    """One row per model: how it behaves on the evaluated samples (is it in the transport regime, or close to
+    linear?); ``None`` for results that recorded no diagnostics."""
+    if not setting.diagnostics:
+        return None
+    keys = [k for k in DIAGNOSTICS if any(k in d for d in setting.diagnostics.values())]
+    rows = [[model, *("—" if d.get(k) is None else f"{d[k]:.3g}" for k in keys)]
+            for model, d in setting.diagnostics.items()]
+    return ["model", *(DIAGNOSTICS[k] for k in keys)], rows
+
+
+def verdict_table(setting: Setting) -> tuple[list[str], list[list[str]]]:
+    """One row per claim, metric and explainer: the paper's value, ours, the verdict and why."""
+    rows = [[f"{v.text} ({v.where})", v.metric, v.explainer, v.paper, v.ours, v.verdict, v.reason]
+            for v in setting.verdicts]
+    return ["claim", "metric", "explainer", "paper", "ours", "verdict", "reason"], rows
 
 
 def _duration(seconds: float) -> str:
@@ -408,7 +520,10 @@ def to_markdown(board: Leaderboard) -> str:
         lines += [f"Built by `{board.command}`.", ""]
     lines += [
         "Each cell: mean ± standard error over the samples. Rk: rank of the explainer among those scored for that "
-        "model and metric (1 = best, ties share the best rank), as the paper's \"Saliency Rk\" (Table 1). paper: "
+        "model and metric (1 = best, ties share the best rank), as the paper's \"Saliency Rk\" (Table 1), with how "
+        "often it holds over 2000 bootstrap resamples of the samples. A − B: the paired difference between two "
+        "networks on the same samples, with its bootstrap 95 % interval (only for metrics the paper lets networks "
+        "be compared on). paper: "
         "the value the paper reports for the same network, metric and method, with its rank among the paper's "
         f"methods ({board.paper_source or 'no paper numbers loaded'}). The paper used full-size models, "
         "1000 samples and the settings of its appendix A.4: compare ranks and directions, not digits.", "",
@@ -418,6 +533,13 @@ def to_markdown(board: Leaderboard) -> str:
         if setting.description:
             lines += [setting.description, ""]
         lines += _markdown_table(["", ""], [[k, v] for k, v in setting_facts(setting)]) + [""]
+        diagnostics = diagnostics_table(setting)
+        if diagnostics is not None:
+            lines += ["### The models on the evaluated samples", "", DIAGNOSTIC_NOTE, ""]
+            lines += _markdown_table(*diagnostics) + [""]
+        if setting.verdicts:
+            lines += ["### The paper's claims, judged from these results", "", CLAIMS_NOTE, ""]
+            lines += _markdown_table(*verdict_table(setting)) + [""]
         for metric in setting.metrics:
             lines += [f"### {metric_heading(metric)}", ""]
             lines += _markdown_table(*metric_table(setting, metric.label)) + [""]
@@ -441,8 +563,8 @@ def to_csv(board: Leaderboard) -> str:
                 "timm_model": model.model, "family": model.family or "", "explainer": cell.explainer,
                 "method": cell.method, "paper_table": metric.paper["table"] if metric.paper else "",
                 **{k: "" if values[k] is None else values[k] for k in (
-                    "status", "n", "n_nonfinite", "mean", "se", "rank", "seconds", "explain_seconds", "paper",
-                    "paper_rank", "error")},
+                    "status", "n", "n_nonfinite", "mean", "se", "rank", "rank_frequency", "seconds", "explain_seconds",
+                    "paper", "paper_rank", "error")},
             })
     return buffer.getvalue()
 

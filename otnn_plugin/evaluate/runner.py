@@ -44,6 +44,8 @@ __all__ = ["EvaluationSetup", "RunSummary", "prepare", "run_evaluation"]
 
 #: Samples of the first batch kept for the explanation figure.
 EXAMPLES_SHOWN = 4
+#: Samples the models' diagnostics are measured on (the first ones, a random draw of the split).
+DIAGNOSTIC_SAMPLES = 256
 #: Largest difference allowed between an OTNN and its export, relative to its largest output (at least 1).
 EXPORT_TOLERANCE = 1e-4
 @dataclass
@@ -58,6 +60,7 @@ class EvaluationSetup:
     target_names: list[str]
     models: dict[str, nn.Module]
     export_differences: dict[str, float]
+    diagnostics: dict[str, dict[str, Any]]
 
 
 @dataclass
@@ -170,7 +173,29 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
             differences[spec.label] = difference
         loaded[spec.label] = model if side_of is None else LabelSides(model, side_of)
     target_names = names if side_of is None else side_names(config.label)
-    return EvaluationSetup(config, device, indices, x, y, target_names, loaded, differences)
+    diagnostics = {label: model_diagnostics(model, x, y, device) for label, model in loaded.items()}
+    return EvaluationSetup(config, device, indices, x, y, target_names, loaded, differences, diagnostics)
+
+
+def model_diagnostics(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> dict[str, Any]:
+    """How each evaluated model behaves on the first :data:`DIAGNOSTIC_SAMPLES` samples: its accuracy on their
+    targets (for a label: sensitivity and specificity of its head) and the transport-regime figures of
+    :func:`otnn_plugin.diagnostics.transport_diagnostics` (is it an OTNN at the optimum, or close to linear?)."""
+    from ..diagnostics import transport_diagnostics
+
+    inputs = torch.as_tensor(x[:DIAGNOSTIC_SAMPLES], device=device)
+    targets = torch.as_tensor(y[:DIAGNOSTIC_SAMPLES], device=device)
+    with torch.no_grad():
+        predicted = model(inputs).argmax(1)
+    def rate(hits: torch.Tensor) -> float | None:
+        return round(hits.double().mean().item(), 4) if len(hits) else None
+
+    scores = {"accuracy": rate(predicted == targets)}
+    if isinstance(model, LabelSides):  # side 1: with the label; its head fires when f > 0
+        scores.update(sensitivity=rate(predicted[targets == 1] == 1), specificity=rate(predicted[targets == 0] == 0))
+    return {**scores,
+            **{k: round(v, 4) if isinstance(v, float) else v
+               for k, v in transport_diagnostics(model, inputs, targets, "multiclass").items()}}
 
 
 def _digest(value: Any) -> tuple:
@@ -219,6 +244,7 @@ def _header(prepared: EvaluationSetup, shard: Shard | None) -> dict[str, Any]:
         "config": config.content(), "indices": prepared.indices, "targets": prepared.y.tolist(),
         "target_names": prepared.target_names,
         "weights": {label: weights_fingerprint(model) for label, model in prepared.models.items()},
+        "diagnostics": prepared.diagnostics,
         **({"shard": [shard.index, shard.count]} if shard is not None else {}),
     }
 

@@ -12,8 +12,23 @@ __all__ = ["progress_bar"]
 LOG_INTERVAL_S = 60.0
 
 
+class _LogBar(tqdm):
+    """A bar for log files: new postfixes and descriptions wait for the next timed redraw instead of forcing one."""
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        super().set_postfix_str(s, refresh=False)
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        super().set_description(desc, refresh=False)
+
+
 def progress_bar(iterable: Iterable | None = None, enabled: bool = True, **kwargs: Any) -> tqdm:
     """``tqdm(iterable, **kwargs)``, off when not ``enabled``; redrawn at most once a minute when stderr is not a
-    terminal, so that a run writing to a log adds a few lines, not thousands of carriage-return frames."""
-    interactive = sys.stderr.isatty()
-    return tqdm(iterable, disable=not enabled, mininterval=0.1 if interactive else LOG_INTERVAL_S, **kwargs)
+    terminal (postfix and description updates included), so that a run writing to a log adds a few lines, not
+    thousands of carriage-return frames."""
+    if sys.stderr.isatty():
+        return tqdm(iterable, disable=not enabled, mininterval=0.1, **kwargs)
+    return _LogBar(iterable, disable=not enabled, mininterval=LOG_INTERVAL_S, **kwargs)

@@ -19,6 +19,15 @@ def test_a_log_file_gets_a_few_frames_where_a_terminal_is_redrawn_often(monkeypa
     for _ in bar:
         pass
     assert log.getvalue().count("\r") <= 3  # the first and last frames
+    log.truncate(0)
+    bar = progress_bar(total=5000, file=log)
+    for step in range(5000):  # as the trainer and the evaluation runner do at every step
+        bar.set_description(f"batch {step}")
+        bar.set_postfix(loss=f"{step:.4f}")
+        bar.set_postfix_str(str(step))
+        bar.update(1)
+    bar.close()
+    assert log.getvalue().count("\r") <= 3
     monkeypatch.setattr("sys.stderr", _Terminal())
     assert progress_bar(range(3), file=io.StringIO()).mininterval == 0.1
 

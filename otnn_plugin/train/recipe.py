@@ -35,7 +35,7 @@ class Recipe(Settings):
     model_config = Settings.model_config | {"json_schema_extra": _file_schema}
 
     name: str = Field(description="default: the file's name")
-    model: str = Field(description="an otnn_* or unconstrained_* timm model")
+    model: str = Field(description="an otnn_*, unconstrained_* or linear_* (control) timm model")
     dataset: str = Field(description="otnn_plugin.data.list_datasets()")
     loss: str = Field(description="an hKR loss (otnn_plugin.list_losses()), cross_entropy or binary_cross_entropy")
     epochs: PositiveInt
@@ -69,7 +69,7 @@ class Recipe(Settings):
     def _known_model(cls, model: str) -> str:
         import timm
 
-        valid = timm.list_models("otnn_*") + timm.list_models("unconstrained_*")
+        valid = timm.list_models(["otnn_*", "unconstrained_*", "linear_*"])
         if model not in valid:
             raise unknown_name("model", model, valid, listing=False)
         return model

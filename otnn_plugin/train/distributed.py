@@ -4,16 +4,17 @@ The recipe's ``batch_size`` is the global batch (paper appendix A.2.3: 128). Eve
 augmentation from the ``(seed, epoch)`` generator, forwards its contiguous chunk of each global batch (the chunks
 are disjoint and cover the batch), then gathers every rank's outputs and computes the loss on the whole batch. The
 hKR losses need that: their Kantorovich-Rubinstein term is a mean over the positives minus a mean over the
-negatives of the batch, which is not the average of the ranks' own terms when their class counts differ. The
-gather passes rank ``r``'s rows back ``world size`` times their gradient, so DistributedDataParallel's mean over
-ranks sums the chunks' contributions into the gradient of the global loss. Learned margins (loss parameters) get
-the same gradient on every rank; it is averaged anyway.
+negatives of the batch, which is not the average of the ranks' own terms when their class counts differ. As every
+rank computes the same loss, the gather passes rank ``r``'s rows back ``world size`` times their gradient, and
+DistributedDataParallel's mean over ranks sums the chunks' contributions into the gradient of the global loss.
+Learned margins (loss parameters) get the same gradient on every rank; it is averaged anyway.
 
-Replicas must stay identical: parameters, power-iteration vectors of the spectral layers (DDP broadcasts rank 0's
-buffers before every forward, and identical weights give identical updates), and the kernels that the orthogonal
-layers rebuild from identical parameters. :func:`check_replicas` compares them at every checkpoint. BatchNorm
-statistics (unconstrained twins) are global batch statistics only with ``SyncBatchNorm``, which needs CUDA: on CPU
-such a model trains in one process.
+Replicas must stay identical. Parameters get identical updates. The spectral layers' power-iteration vectors are
+updated in place, and DDP broadcasts rank 0's before every forward; deel-torchlip replaces its Björck weight buffer
+by a new tensor at every training forward, out of that broadcast's reach, but computes it from identical
+parameters, as the orthogonal layers compute their kernels. :func:`check_replicas` compares parameters and buffers
+across ranks at every checkpoint. BatchNorm statistics (unconstrained twins) are global batch statistics only with
+``SyncBatchNorm``, which needs CUDA: on CPU such a model trains in one process.
 """
 from __future__ import annotations
 

@@ -105,15 +105,16 @@ def machine_name(env: dict[str, Any]) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
-def run_suite(names: list[str], quick: bool, device: str, command: str) -> dict[str, Any]:
-    """Run the benchmarks ``names`` in order; the suite results (see :mod:`benchmarks.schema`)."""
+def run_suite(names: list[str], quick: bool, device: str, command: str,
+              benchmarks: dict[str, Callable[[bool, str], dict[str, Any]]] = BENCHMARKS) -> dict[str, Any]:
+    """Run the benchmarks ``names`` (of ``benchmarks``) in order; the suite results (see :mod:`benchmarks.schema`)."""
     env = environment(device)
     started, began, load_before = datetime.now(timezone.utc), time.perf_counter(), list(os.getloadavg())
     results, errors = {}, {}
     for name in (bar := progress_bar(names, desc="benchmarks", unit="benchmark")):
         bar.set_postfix_str(name)
         try:
-            result = BENCHMARKS[name](quick, device)
+            result = benchmarks[name](quick, device)
             validate_result(result)
         except Exception as err:  # noqa: BLE001 -- one failing benchmark is reported, the others still run
             errors[name] = f"{type(err).__name__}: {err}"

@@ -1,4 +1,5 @@
-"""``otnn train``: train a recipe on CPU or GPU, resumable, optionally into registry/."""
+"""``otnn train``: train a recipe on CPU or GPU, resumable, optionally into registry/; on several processes when
+launched by ``torchrun`` (``WORLD_SIZE`` > 1, see :mod:`otnn_plugin.train.distributed`)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ from pathlib import Path
 from .._files import check_output
 from ..hub import registry_dir, save_to_registry
 from ..train import list_recipes, load_recipe, prepare, train
+from ..train import distributed
 from ..train.card import model_card
 from ..train.precision import PRECISIONS
 from ..train.scores import test_diagnostics
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--recipe", required=True, help="recipe name or path to a YAML file")
     parser.add_argument("--epochs", type=int, help="number of epochs")
     parser.add_argument("--lr", type=float, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=int, help="batch size")
+    parser.add_argument("--batch-size", type=int, help="global batch size (torchrun splits it over the processes)")
     parser.add_argument("--seed", type=int, help="seed for initialisation, shuffling and augmentation")
     parser.add_argument("--train-limit", type=int, help="use only this many training images (seeded subset)")
     parser.add_argument("--test-limit", type=int, help="use only this many test images (seeded subset)")
@@ -57,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir = check_output(args.out or Path("runs") / recipe.name, folder=True)
     registry = (check_output(args.registry_dir or registry_dir() or Path("registry"), folder=True) if args.registry
                 else None)
-    prepared = prepare(recipe, device=args.device, data_dir=args.data_dir)
-    result = train(prepared, run_dir, resume=args.resume, progress=not args.quiet)
+    with distributed.process_group(args.device) as device:
+        prepared = prepare(recipe, device=device, data_dir=args.data_dir)
+        result = train(prepared, run_dir, resume=args.resume, progress=not args.quiet)
+        if not distributed.world().is_main:
+            return 0
     diagnostics = test_diagnostics(prepared)
     print(json.dumps({"run_dir": str(run_dir), "epochs": result.epochs, "test": result.scores,
                       "diagnostics": diagnostics}))

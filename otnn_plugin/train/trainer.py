@@ -2,7 +2,8 @@
 
 Paper appendix A.2.3: Adam, batch 128, hKR losses for OTNNs and cross-entropy for unconstrained twins. The whole
 split is held as tensors and batched by index (no DataLoader workers); shuffling and augmentation draw from a
-generator seeded by ``(seed, epoch)``, so a resumed run repeats an uninterrupted one exactly.
+generator seeded by ``(seed, epoch)``, so a resumed run repeats an uninterrupted one exactly. Under ``torchrun`` the
+ranks split each global batch and compute the loss on all of it (:mod:`.distributed`); rank 0 logs and writes.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ..devices import resolve_device
 from ..lipschitz import is_otnn
 from ..losses import NonFiniteOutputsError
 from ..spectral import set_power_iterations
+from . import distributed
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .objectives import build_objective, task_of
 from .precision import autocast, check_precision
@@ -104,7 +106,8 @@ def _read_log(path: Path, completed: int) -> list[dict]:
 def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``prepared`` into ``run_dir`` (``checkpoint.safetensors``, ``log.jsonl``); resume after a kill."""
     recipe, model, objective, device = prepared.recipe, prepared.model, prepared.objective, prepared.device
-    run_dir = Path(run_dir)
+    run_dir, world = Path(run_dir), distributed.world()
+    progress = progress and world.is_main
     _check_writable(run_dir, resume)
     optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=recipe.lr)
     done, changed = load_checkpoint(run_dir, model, objective, optimizer, recipe.to_dict()) if resume else (0, {})
@@ -114,7 +117,9 @@ def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, pr
                 "otnn": is_otnn(model), "train_size": len(prepared.train[0]), "test_size": len(prepared.test[0])}]
     elif changed:
         log.append({"event": "resume", "after_epoch": done, "changed": {k: list(v) for k, v in changed.items()}})
-    run_dir.mkdir(parents=True, exist_ok=True)
+    replica = distributed.replicate(model, device)  # after every rank has read the checkpoint
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     x_train, y_train = (t.to(device) for t in prepared.train)
     augment = celeba_augment if recipe.augment else None
@@ -136,7 +141,7 @@ def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, pr
                 inputs = augment(inputs, generator=generator)
             try:
                 with autocast(recipe.precision, device):
-                    outputs = model(inputs)
+                    outputs = distributed.gather_rows(replica(distributed.local_rows(inputs)), len(index))
                     loss = objective(outputs.float(), targets)
                 finite = bool(torch.isfinite(loss))
             except NonFiniteOutputsError:  # the hKR losses check their inputs
@@ -149,6 +154,7 @@ def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, pr
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(objective.parameters())
             optimizer.step()
             seen += len(index)
             loss_sum += loss.item() * len(index)
@@ -163,6 +169,7 @@ def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, pr
             "train_loss": loss_sum / seen,
             "train_accuracy": hits / seen,
             "images_per_second": seen / train_seconds,
+            "processes": world.size,
             "seconds": time.perf_counter() - epoch_start,
             "test": scores,
         }
@@ -170,8 +177,11 @@ def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, pr
         if margin is not None:
             line["margins"] = [round(v, 5) for v in margin.detach().reshape(-1).tolist()]
         log.append(line)
-        save_checkpoint(run_dir, epoch, model, objective, optimizer, {"recipe": recipe.to_dict()})
-        atomic_write_text(run_dir / LOG, "".join(json.dumps(entry) + "\n" for entry in log))
+        distributed.check_replicas(epoch, model, objective)
+        if world.is_main:
+            save_checkpoint(run_dir, epoch, model, objective, optimizer, {"recipe": recipe.to_dict()})
+            atomic_write_text(run_dir / LOG, "".join(json.dumps(entry) + "\n" for entry in log))
+        distributed.barrier()
         if progress:
             tqdm.write(f"epoch {epoch}: loss {line['train_loss']:.4f}, test accuracy {scores['accuracy']:.4f}, "
                        f"{line['images_per_second']:.0f} img/s")

@@ -113,3 +113,19 @@ def test_a_linear_model_is_flagged_by_its_diagnostics():
     found = model_diagnostics(_Linear(), x.numpy(), y.numpy(), torch.device("cpu"))
     assert found["taylor_error"] < 1e-5 and found["gradient_cosine"] > 0.999
     assert 0 <= found["accuracy"] <= 1
+
+
+def test_the_readme_shows_the_generated_verdicts_of_each_committed_run():
+    """The README's claims are copies of the leaderboards' claims.md, never typed by hand."""
+    import re
+    from pathlib import Path
+
+    from otnn_plugin.evaluate.report import readme_block
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+    blocks = re.findall(r"<!-- generated from (\S+): do not edit -->", readme)
+    assert len(blocks) == 3
+    for name in blocks:
+        begin, end = readme_block(Path(name))
+        assert readme.split(begin, 1)[1].split(end, 1)[0] == (repo / name).read_text(), name

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from pathlib import Path
 
@@ -18,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: the folder of the only results given)")
     parser.add_argument("--paper", type=Path,
                         help="the paper's numbers (default: the shipped evaluations/paper_numbers.yaml)")
+    parser.add_argument("--readme", type=Path,
+                        help="copy the verdicts' summary (OUT/claims.md) into this README, between its markers")
     parser.add_argument("--claims", type=Path,
                         help="the paper's claims to judge (default: the shipped evaluations/paper_claims.yaml)")
     parser.set_defaults(func=run)
@@ -35,4 +38,12 @@ def run(args: argparse.Namespace) -> int:
     for path in write_report(board, results, out):
         if path.suffix != ".png":
             print(path)
+    if args.readme is not None:
+        from ..evaluate.report import CLAIMS, sync_readme
+
+        claims = os.path.relpath(out / CLAIMS, args.readme.resolve().parent)
+        if not sync_readme(args.readme, claims):
+            raise ValueError(f"{args.readme} has no block for {claims}: add the two markers of "
+                             "otnn_plugin.evaluate.report.readme_block where the verdicts should go")
+        print(f"{args.readme}: verdicts of {claims} copied")
     return 0

@@ -546,6 +546,40 @@ def to_markdown(board: Leaderboard) -> str:
     return "\n".join(lines)
 
 
+def claims_markdown(board: Leaderboard) -> str:
+    """A summary of the verdicts, one row per claim and metric, for each setting with verdicts: what the README
+    shows (the full table, per explainer, is in the leaderboard)."""
+    lines = []
+    for setting in (s for s in board.settings if s.verdicts):
+        lines += [f"**{setting.name}** ({setting.dataset}"
+                  + (f", label {setting.label}" if setting.label else "") + f", {setting.samples} samples): "
+                  + "; ".join(_model_summary(model, d) for model, d in setting.diagnostics.items())
+                  + ("" if setting.diagnostics else "no model diagnostics recorded") + ".", ""]
+        rows = []
+        for (claim, metric), verdicts in _grouped(setting.verdicts).items():
+            counts = {v: sum(x.verdict == v for x in verdicts) for v in dict.fromkeys(x.verdict for x in verdicts)}
+            shown = next((v for v in verdicts if v.explainer in ("saliency", "")), verdicts[0])
+            rows.append([f"{verdicts[0].text} ({verdicts[0].where})", metric,
+                         ", ".join(f"{v} ×{n}" if len(verdicts) > 1 else v for v, n in counts.items()),
+                         f"{shown.explainer}: {shown.ours}" if shown.explainer else shown.ours, shown.paper,
+                         shown.reason])
+        lines += _markdown_table(["claim", "metric", "verdicts", "ours", "paper", "reason"], rows) + [""]
+    return "\n".join(lines)
+
+
+def _grouped(verdicts: list[Verdict]) -> dict[tuple[str, str], list[Verdict]]:
+    groups: dict[tuple[str, str], list[Verdict]] = {}
+    for verdict in verdicts:
+        groups.setdefault((verdict.claim, verdict.metric), []).append(verdict)
+    return groups
+
+
+def _model_summary(model: str, diagnostics: dict[str, Any]) -> str:
+    shown = [f"{DIAGNOSTICS[k]} {diagnostics[k]:.2f}" for k in ("accuracy", "sensitivity", "mean_grad_norm")
+             if diagnostics.get(k) is not None]
+    return f"{model} " + ", ".join(shown)
+
+
 def to_csv(board: Leaderboard) -> str:
     """One row per cell, long format."""
     buffer = io.StringIO()

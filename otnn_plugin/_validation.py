@@ -1,18 +1,36 @@
 """Validated settings: the pydantic base of configs and recipes, and pydantic errors as one line."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Iterable, TypeVar
+import importlib
+from typing import Annotated, Any, Callable, Iterable, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from ._names import unknown_name
 
-__all__ = ["NonNegativeInt", "PositiveInt", "Settings", "check_keys", "one_line", "validated"]
+__all__ = ["DatasetName", "NonNegativeInt", "PositiveInt", "Settings", "check_keys", "one_line", "one_of", "validated"]
 
 #: Integers as YAML writes them (no ``true`` for 1, no ``"3"``), with their bounds.
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 Model = TypeVar("Model", bound=BaseModel)
+
+
+def one_of(kind: str, valid: Callable[[], Iterable[str]], listing: bool = True) -> AfterValidator:
+    """A pydantic validator: the value must be one of ``valid()`` (called when validating, so that the names load
+    lazily), else an ``unknown_name`` error naming the closest one."""
+
+    def check(value: str) -> str:
+        names = list(valid())
+        if value not in names:
+            raise unknown_name(kind, value, names, listing=listing)
+        return value
+
+    return AfterValidator(check)
+
+
+#: A dataset of ``otnn_plugin.data.list_datasets()``.
+DatasetName = Annotated[str, one_of("dataset", lambda: importlib.import_module("otnn_plugin.data").list_datasets())]
 
 
 class Settings(BaseModel):

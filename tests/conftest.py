@@ -47,6 +47,16 @@ def _seeded():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (torchrun's per worker; small convolutions run faster on one, and far faster
+    when other jobs share the cores), then restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def train_a_little(model: torch.nn.Module, input_shape: tuple[int, ...], steps: int = 3, lr: float = 1e-3) -> None:
     """A few optimiser steps on random data, so that spectral and Björck states are those of a trained model.
 

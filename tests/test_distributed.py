@@ -40,15 +40,6 @@ SETTINGS = dict(epochs=8, batch_size=64, train_limit=201, test_limit=64)
 OUTPUT_TOLERANCE = 1e-5
 
 
-@pytest.fixture
-def one_thread():
-    """torch's threads in this process set to torchrun's 1 per worker for the test, then restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _torchrun(out: Path, *flags: str) -> subprocess.Popen:
     """``torchrun --standalone --nproc_per_node 2 -m otnn_plugin train`` of :data:`SETTINGS` on CPU."""
     options = [f"--{key.replace('_', '-')}={value}" for key, value in SETTINGS.items()]

@@ -318,15 +318,6 @@ def small_otnn() -> torch.nn.Module:
     )
 
 
-@pytest.fixture
-def one_thread():
-    """Small convolutions run faster on one thread, and far faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_soft_hkr_multiclass_trains_an_otnn_on_fashion_mnist(data_dir, one_thread):
     images, labels = to_tensors(load_dataset("fashion_mnist", "train", data_dir=data_dir).select(range(1000)))

@@ -33,19 +33,20 @@ run order, with its seeds; the runner runs it and the leaderboard reads it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Annotated, Any, Iterator, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from .._names import unknown_name
-from .._validation import NonNegativeInt, PositiveInt, Settings, check_keys, validated
+from .._validation import DatasetName, NonNegativeInt, PositiveInt, Settings, check_keys, one_of, validated
 from .._yaml import read_yaml
 
 __all__ = [
@@ -390,9 +391,9 @@ class EvalConfig(Settings):
 
     name: str = Field("evaluation", description="default: the file's name")
     description: str = ""
-    dataset: str = Field(description="otnn_plugin.data.list_datasets()")
+    dataset: DatasetName
     dataset_args: dict[str, Any] = Field(default_factory=dict, description="options of the dataset's loader")
-    split: str = "test"
+    split: Annotated[str, one_of("split", lambda: importlib.import_module("otnn_plugin.data").SPLITS)] = "test"
     samples: PositiveInt = Field(1000, description="a seeded random subset of the split, in draw order")
     label: str | None = Field(None, description="multilabel data only: the output explained")
     seed: NonNegativeInt = 0
@@ -418,24 +419,6 @@ class EvalConfig(Settings):
                 raise ValueError(f"missing setting(s) {', '.join(missing)}")
             data = {**data, **{key: _labelled(data[key], key) for key in ("models", "explainers", "metrics")}}
         return data
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, dataset: str) -> str:
-        from ..data import list_datasets
-
-        if dataset not in list_datasets():
-            raise unknown_name("dataset", dataset, list_datasets())
-        return dataset
-
-    @field_validator("split")
-    @classmethod
-    def _known_split(cls, split: str) -> str:
-        from ..data import SPLITS
-
-        if split not in SPLITS:
-            raise unknown_name("split", split, SPLITS)
-        return split
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> EvalConfig:

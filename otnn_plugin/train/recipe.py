@@ -4,18 +4,32 @@ from __future__ import annotations
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from .._names import unknown_name
-from .._validation import NonNegativeInt, PositiveInt, Settings, check_keys, validated
+from .._validation import DatasetName, NonNegativeInt, PositiveInt, Settings, check_keys, one_of, validated
+from .precision import PRECISIONS
 from .._yaml import read_yaml
 
 __all__ = ["Recipe", "load_recipe", "list_recipes", "SCHEDULES"]
 
 #: Learning-rate schedules: the paper's ``constant`` rate, or a ``cosine`` decay to 0.
 SCHEDULES = ("constant", "cosine")
+
+
+def _trainable_models() -> list[str]:
+    import timm
+
+    return timm.list_models(["otnn_*", "unconstrained_*", "linear_*"])
+
+
+def _losses() -> list[str]:
+    from ..losses import list_losses
+    from .objectives import CROSS_ENTROPY_LOSSES
+
+    return [*list_losses(), *CROSS_ENTROPY_LOSSES]
 
 
 def _file_schema(schema: dict[str, Any]) -> None:
@@ -35,9 +49,11 @@ class Recipe(Settings):
     model_config = Settings.model_config | {"json_schema_extra": _file_schema}
 
     name: str = Field(description="default: the file's name")
-    model: str = Field(description="an otnn_*, unconstrained_* or linear_* (control) timm model")
-    dataset: str = Field(description="otnn_plugin.data.list_datasets()")
-    loss: str = Field(description="an hKR loss (otnn_plugin.list_losses()), cross_entropy or binary_cross_entropy")
+    model: Annotated[str, one_of("model", _trainable_models, listing=False)] = Field(
+        description="an otnn_*, unconstrained_* or linear_* (control) timm model")
+    dataset: DatasetName
+    loss: Annotated[str, one_of("loss", _losses)] = Field(
+        description="an hKR loss (otnn_plugin.list_losses()), cross_entropy or binary_cross_entropy")
     epochs: PositiveInt
     lr: float = Field(gt=0, lt=1, description="Adam learning rate")
     batch_size: PositiveInt = 128
@@ -45,7 +61,8 @@ class Recipe(Settings):
     dataset_args: dict[str, Any] = Field(default_factory=dict, description="options of the dataset's loader")
     loss_args: dict[str, Any] = Field(default_factory=dict, description="arguments of the loss")
     augment: bool = Field(False, description="the paper's CelebA augmentation (A.2.1)")
-    precision: str = Field("fp32", description="fp32, or bf16 autocast (refused where it breaks an OTNN's bound)")
+    precision: Annotated[str, one_of("precision", lambda: PRECISIONS)] = Field(
+        "fp32", description="fp32, or bf16 autocast (refused where it breaks an OTNN's bound)")
     seed: NonNegativeInt = 0
     train_limit: PositiveInt | None = Field(None, description="train on a seeded subset of this many images")
     test_limit: PositiveInt | None = Field(None, description="score on a seeded subset of this many images")
@@ -53,7 +70,7 @@ class Recipe(Settings):
     grad_norm_samples: PositiveInt = 64
     diagnostic_samples: PositiveInt = 256
     power_iterations: PositiveInt = 1
-    schedule: str = Field("constant", description="constant or cosine")
+    schedule: Annotated[str, one_of("schedule", lambda: SCHEDULES)] = Field("constant", description="constant or cosine")
     registry_name: str | None = None
     description: str = ""
 
@@ -63,52 +80,6 @@ class Recipe(Settings):
         if isinstance(data, dict):
             check_keys(data, cls.model_fields)
         return data
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, model: str) -> str:
-        import timm
-
-        valid = timm.list_models(["otnn_*", "unconstrained_*", "linear_*"])
-        if model not in valid:
-            raise unknown_name("model", model, valid, listing=False)
-        return model
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, dataset: str) -> str:
-        from ..data import list_datasets
-
-        if dataset not in list_datasets():
-            raise unknown_name("dataset", dataset, list_datasets())
-        return dataset
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, loss: str) -> str:
-        from ..losses import list_losses
-        from .objectives import CROSS_ENTROPY_LOSSES
-
-        valid = [*list_losses(), *CROSS_ENTROPY_LOSSES]
-        if loss not in valid:
-            raise unknown_name("loss", loss, valid)
-        return loss
-
-    @field_validator("precision")
-    @classmethod
-    def _known_precision(cls, precision: str) -> str:
-        from .precision import PRECISIONS
-
-        if precision not in PRECISIONS:
-            raise unknown_name("precision", precision, PRECISIONS)
-        return precision
-
-    @field_validator("schedule")
-    @classmethod
-    def _known_schedule(cls, schedule: str) -> str:
-        if schedule not in SCHEDULES:
-            raise unknown_name("schedule", schedule, SCHEDULES)
-        return schedule
 
     def lr_at(self, progress: float) -> float:
         """The learning rate after a fraction ``progress`` in [0, 1] of the training steps."""

@@ -29,7 +29,7 @@ __all__ = [
     "Network", "Score", "SeededMetric", "TorchMetric", "check_attributions", "check_explanations", "check_targets",
 ]
 
-#: What a metric reads from the model's output for the target: the raw output, or a probability (:meth:`Network.select`).
+#: How a metric reads the model's output for the target: raw, or as a probability (:meth:`Network.select`).
 Score = Literal["logit", "probability"]
 
 

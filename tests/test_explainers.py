@@ -276,7 +276,7 @@ def test_rise_rejects_bad_arguments(otnn, images):
 # --- explain (Quantus) -----------------------------------------------------------------------------------------
 
 #: Fewer masks than the paper's 4000, to keep the test fast.
-FAST = {"rise": {"n_masks": 64}}
+FAST = {"rise": {"n_masks": 64}, "smoothgrad": {"n_samples": 10}, "smoothgrad_signed": {"n_samples": 10}}
 
 
 @pytest.mark.parametrize("method", EXPLAIN_METHODS)
@@ -306,9 +306,12 @@ def test_explain_methods_agree_where_they_must(otnn, images):
     transport = explain(otnn, images, 5, "transport")
     np.testing.assert_allclose(explain(otnn, images, 5, "saliency"), np.abs(transport))
     np.testing.assert_allclose(explain(otnn, images, 5, "gradient_x_input"), images.numpy() * transport, rtol=1e-6)
-    np.testing.assert_allclose(explain(otnn, images, 5, "smoothgrad", sigma=0.0, n_samples=3), transport, rtol=1e-5)
-    smooth = explain(otnn, images, 5, "smoothgrad", n_samples=6, batch_size=8)
-    np.testing.assert_array_equal(smooth, explain(otnn, images, 5, "smoothgrad", n_samples=6, batch_size=8))
+    signed = explain(otnn, images, 5, "smoothgrad_signed", sigma=0.0, n_samples=3)
+    np.testing.assert_allclose(signed, transport, rtol=1e-5)
+    np.testing.assert_allclose(explain(otnn, images, 5, "smoothgrad", sigma=0.0, n_samples=3), np.abs(signed))
+    smooth = explain(otnn, images, 5, "smoothgrad_signed", n_samples=6, batch_size=8)
+    np.testing.assert_array_equal(smooth, explain(otnn, images, 5, "smoothgrad_signed", n_samples=6, batch_size=8))
+    np.testing.assert_array_equal(np.abs(smooth), explain(otnn, images, 5, "smoothgrad", n_samples=6, batch_size=8))
     assert not np.allclose(smooth, transport, rtol=1e-3, atol=0)
     rise = explain(otnn, images, 5, "rise", n_masks=20, batch_size=7)
     np.testing.assert_allclose(rise, explain(otnn, images, 5, "rise", n_masks=20), rtol=1e-5)
@@ -320,6 +323,22 @@ def test_integrated_gradients_of_a_sum_of_squares_are_the_squares():
     inputs = torch.rand(3, 2, 4, 4) - 0.5
     attributions = explain(SumOfSquares(), inputs, None, "integrated_gradients", n_steps=7, batch_size=4)
     np.testing.assert_allclose(attributions, inputs.numpy() ** 2, rtol=1e-5, atol=1e-7)
+
+
+def test_smoothgrad_is_absolute_and_ranks_pixels_unlike_the_signed_map():
+    """``smoothgrad`` is ``|E[grad f(x + delta)]|`` (compared with Saliency in Tables 1-3), ``smoothgrad_signed`` the
+    signed mean. For f = sum x_i^2 the mean gradient is 2 (x + mean delta) ~ 2 x: the signed map ranks the pixels
+    of x = (0.5, -0.9, 0.1, -0.3) by value, the absolute one by magnitude."""
+    from otnn_plugin.metrics.perturbation import pixel_ranks
+
+    inputs = torch.tensor([[[[0.5, -0.9], [0.1, -0.3]]]])
+    signed = explain(SumOfSquares(), inputs, None, "smoothgrad_signed", sigma=0.02, n_samples=50)
+    absolute = explain(SumOfSquares(), inputs, None, "smoothgrad", sigma=0.02, n_samples=50)
+    np.testing.assert_allclose(signed, 2 * inputs.numpy(), atol=0.02)
+    np.testing.assert_array_equal(absolute, np.abs(signed))
+    assert pixel_ranks(torch.from_numpy(signed)).tolist() == [[0, 3, 1, 2]]  # 0.5, 0.1, -0.3, -0.9
+    assert pixel_ranks(torch.from_numpy(absolute)).tolist() == [[1, 0, 3, 2]]  # 0.9, 0.5, 0.3, 0.1
+    np.testing.assert_array_equal(explain(SumOfSquares(), inputs, None, "saliency"), np.abs(2 * inputs.numpy()))
 
 
 def test_gradcam_of_a_mean_is_the_input_over_its_size():

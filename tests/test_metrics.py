@@ -28,7 +28,8 @@ from otnn_plugin.metrics import (
 from otnn_plugin.metrics.perturbation import grid_cells, shared_forwards
 from otnn_plugin.metrics.distance import average_ranks
 from otnn_plugin.metrics.jpeg import jpeg_kilobytes
-from otnn_plugin.metrics.stability import sample_ball
+from otnn_plugin.evaluate.label_sides import LabelSides
+from otnn_plugin.metrics.stability import sample_ball, sample_neighbours
 
 
 class Linear(nn.Module):
@@ -76,9 +77,25 @@ def test_explanation_distance_by_hand():
     # Rank differences (0, 1, 1, 0): rho = 1 - 6 * 2 / (4 * (16 - 1)) = 0.8.
     assert explanation_distance(a, b, "spearman").item() == pytest.approx(0.2, abs=1e-6)
     assert explanation_distance(a, b, "l2").item() == pytest.approx(2 ** 0.5, abs=1e-6)
+    assert explanation_distance(a, b).item() == pytest.approx((2 / 30) ** 0.5, abs=1e-6)  # relative: / ||a||
+    assert explanation_distance(torch.zeros_like(a), torch.zeros_like(a)).item() == 0.0
     assert explanation_distance(a, -a, "spearman").item() == pytest.approx(2.0, abs=1e-6)
     # A constant explanation has no ranks to correlate: rho counts as 0.
     assert explanation_distance(a, torch.ones_like(a), "spearman").item() == pytest.approx(1.0)
+
+
+def test_relative_l2_compares_maps_not_their_scale():
+    """An OTNN's gradients are ~50 times smaller than its twin's: raw L2 between two maps of each network differs by
+    that factor even when the maps differ alike; relative L2 and 1 - Spearman do not."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 1, 8, 8, generator=generator)
+    b = a + 0.1 * torch.randn(3, 1, 8, 8, generator=generator)
+    small, large = explanation_distance(0.27 * a, 0.27 * b, "l2"), explanation_distance(13.6 * a, 13.6 * b, "l2")
+    torch.testing.assert_close(large / small, torch.full((3,), 13.6 / 0.27))
+    for distance in ("relative_l2", "spearman"):
+        torch.testing.assert_close(explanation_distance(0.27 * a, 0.27 * b, distance),
+                                   explanation_distance(13.6 * a, 13.6 * b, distance))
+    torch.testing.assert_close(explanation_distance(a, b), (a - b).flatten(1).norm(dim=1) / a.flatten(1).norm(dim=1))
 
 
 def test_spearman_with_ties_matches_scipy():
@@ -107,20 +124,20 @@ def test_explanation_distance_rejects_bad_input():
 def test_deletion_and_insertion_of_a_linear_model_by_hand():
     model = Linear(W)
     # Pixels leave (or come back) in the order of |w| = 4, 3, 2, 1.
-    assert Deletion(steps=4).curve(model, X, Y, A).tolist() == [[10, 6, 3, 1, 0]]
-    assert Insertion(steps=4).curve(model, X, Y, A).tolist() == [[0, 4, 7, 9, 10]]
+    assert Deletion(steps=4, score="logit").curve(model, X, Y, A).tolist() == [[10, 6, 3, 1, 0]]
+    assert Insertion(steps=4, score="logit").curve(model, X, Y, A).tolist() == [[0, 4, 7, 9, 10]]
     # AUC = mean of the trapezoids: (8 + 4.5 + 2 + 0.5) / 4 and (2 + 5.5 + 8 + 9.5) / 4.
-    assert Deletion(steps=4)(model, X, Y, A) == [pytest.approx(3.75)]
-    assert Insertion(steps=4)(model, X, Y, A) == [pytest.approx(6.25)]
+    assert Deletion(steps=4, score="logit")(model, X, Y, A) == [pytest.approx(3.75)]
+    assert Insertion(steps=4, score="logit")(model, X, Y, A) == [pytest.approx(6.25)]
 
 
 def test_deletion_constant_baseline_and_partial_range():
     model = Linear(W)
     # Baseline 0.5: each deleted pixel i loses w_i / 2, each inserted one gains it.
-    assert Deletion(steps=4, baseline=0.5).curve(model, X, Y, A).tolist() == [[10, 8, 6.5, 5.5, 5]]
-    assert Insertion(steps=4, baseline=0.5).curve(model, X, Y, A).tolist() == [[5, 7, 8.5, 9.5, 10]]
+    assert Deletion(steps=4, baseline=0.5, score="logit").curve(model, X, Y, A).tolist() == [[10, 8, 6.5, 5.5, 5]]
+    assert Insertion(steps=4, baseline=0.5, score="logit").curve(model, X, Y, A).tolist() == [[5, 7, 8.5, 9.5, 10]]
     # Half of the 4 pixels in 2 steps: n_k = 0, 1, 2.
-    assert Deletion(steps=2, max_percentage=0.5).curve(model, X, Y, A).tolist() == [[10, 6, 3]]
+    assert Deletion(steps=2, max_percentage=0.5, score="logit").curve(model, X, Y, A).tolist() == [[10, 6, 3]]
 
 
 def test_uniform_baseline_is_per_pixel_noise_in_range_and_seeded():
@@ -129,7 +146,7 @@ def test_uniform_baseline_is_per_pixel_noise_in_range_and_seeded():
     x = np.full((4, 1, 2, 2), 10.0, np.float32)
     targets = np.arange(4)
     a = np.tile(np.array([4.0, 3.0, 2.0, 1.0], np.float32).reshape(1, 1, 2, 2), (4, 1, 1, 1))
-    metric = Deletion(steps=4, baseline="uniform", data_range=(-1.0, 2.0), seed=3)
+    metric = Deletion(steps=4, baseline="uniform", data_range=(-1.0, 2.0), seed=3, score="logit")
     curves = metric.curve(model, x, targets, a)
     for k in range(4):  # pixel k has rank k, so it is deleted at step k + 1
         assert curves[k, : k + 1].tolist() == [10.0] * (k + 1)
@@ -139,7 +156,8 @@ def test_uniform_baseline_is_per_pixel_noise_in_range_and_seeded():
     metric.generator.manual_seed(3)
     assert torch.equal(metric.curve(model, x, targets, a), curves)
     # Insertion starts from the same seeded noise that Deletion ends on.
-    insertion = Insertion(steps=4, baseline="uniform", data_range=(-1.0, 2.0), seed=3).curve(model, x, targets, a)
+    insertion = Insertion(steps=4, baseline="uniform", data_range=(-1.0, 2.0), seed=3, score="logit").curve(
+        model, x, targets, a)
     assert torch.equal(insertion[:, 0], noise)
     assert Deletion(baseline="uniform", seed=3)(model, x, targets, a) == Deletion(baseline="uniform", seed=3)(
         model, x, targets, a)
@@ -147,12 +165,42 @@ def test_uniform_baseline_is_per_pixel_noise_in_range_and_seeded():
         model, x, targets, a)
 
 
-def test_softmax_scores_are_probabilities():
+def sigmoid(values) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.asarray(values, np.float64)))
+
+
+def test_probability_and_logit_scores():
+    logits = np.array([4.0, 3.0, 2.0, 1.0, 0.0])  # f_0 - f_1 after k deletions of pixels of weight 1
     model = Linear([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
-    # Logits (4 - k, 0) after k deletions: p_k = 1 / (1 + exp(-(4 - k))).
-    p = 1 / (1 + np.exp(-np.array([4.0, 3.0, 2.0, 1.0, 0.0])))
-    expected = np.mean((p[:-1] + p[1:]) / 2)
-    assert Deletion(steps=4)(model, X, Y, A, softmax=True) == [pytest.approx(expected, abs=1e-6)]
+    # Multiclass: the softmax of the target, here sigmoid(f_0 - f_1); the default, and as Quantus's softmax=True.
+    np.testing.assert_allclose(Deletion(steps=4).curve(model, X, Y, A)[0].numpy(), sigmoid(logits), rtol=1e-6)
+    np.testing.assert_allclose(Deletion(steps=4, score="logit").curve(model, X, Y, A)[0].numpy(), logits)
+    expected = np.mean((sigmoid(logits)[:-1] + sigmoid(logits)[1:]) / 2)
+    assert Deletion(steps=4)(model, X, Y, A) == [pytest.approx(expected, abs=1e-6)]
+    assert Deletion(steps=4, score="logit")(model, X, Y, A, softmax=True) == [pytest.approx(expected, abs=1e-6)]
+    with pytest.raises(ValueError, match="second softmax"):
+        Deletion(steps=4)(model, X, Y, A, softmax=True)
+    # One output: its sigmoid. Pixels of weight 4, 3, 2, 1 leave: f = 10, 6, 3, 1, 0.
+    np.testing.assert_allclose(Deletion(steps=4).curve(Linear(W), X, Y, A)[0].numpy(), sigmoid([10, 6, 3, 1, 0]),
+                               rtol=1e-6)
+    # One label seen as its two sides (-f, f): the sigmoid of the explained side, sigmoid(-f) for side 0, not the
+    # softmax over (-f, f), which is sigmoid(-2 f).
+    sides, f = LabelSides(Linear([[0.0] * 4, W[0]]), 1), np.array([10.0, 6.0, 3.0, 1.0, 0.0])
+    for side, sign in ((0, -1), (1, 1)):
+        curve = Deletion(steps=4).curve(sides, X, np.array([side]), A)[0].numpy()
+        np.testing.assert_allclose(curve, sigmoid(sign * f), rtol=1e-6)
+        assert not np.allclose(curve[1:-1], sigmoid(2 * sign * f)[1:-1])
+    with pytest.raises(ValueError, match="unknown score"):
+        Deletion(score="softmax")
+
+
+def test_shared_forwards_keep_probability_and_logit_scores_apart():
+    model, x = tiny_cnn(), np.random.default_rng(4).random((2, 1, 6, 6), dtype=np.float32)
+    y, a = np.array([1, 2]), np.random.default_rng(5).random((2, 1, 6, 6), dtype=np.float32)
+    alone = [Deletion(steps=3, score=score)(model, x, y, a) for score in ("logit", "probability")]
+    with shared_forwards():
+        shared = [Deletion(steps=3, score=score)(model, x, y, a) for score in ("logit", "probability")]
+    assert shared == alone and alone[0] != alone[1]
 
 
 def test_deletion_matches_quantus_pixel_flipping():
@@ -164,7 +212,7 @@ def test_deletion_matches_quantus_pixel_flipping():
     flipping = quantus.PixelFlipping(features_in_step=3, perturb_baseline=0.3, normalise=False, disable_warnings=True)
     expected = np.array(flipping(model=model, x_batch=x, y_batch=y, a_batch=a, softmax=False))
     for batch_size in (1, 7, 256):  # chunk boundaries must not matter
-        ours = Deletion(steps=12, baseline=0.3, batch_size=batch_size).curve(model, x, y, a)
+        ours = Deletion(steps=12, baseline=0.3, batch_size=batch_size, score="logit").curve(model, x, y, a)
         np.testing.assert_allclose(ours[:, 1:].numpy(), expected, atol=1e-5)
 
 
@@ -282,6 +330,35 @@ def test_robustness_sr_argmax_and_unreachable_fractions():
     assert RobustnessSr(steps=10, max_radius=8.0).radii(model, X, Y, a)[0, 0].item() == 8.0
 
 
+def test_robustness_sr_attacks_the_explained_class():
+    """The class attacked is the target explained, not the prediction: a sample predicted as another class is already
+    flipped (radius 0), where attacking its prediction would give the margin over the move per unit of ||delta||."""
+    model = Linear([[2.0, 2.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])  # f_0 - f_1 = 4 at x = 1: predicted 0
+    a = np.array([4.0, 3.0, 2.0, 1.0], np.float32).reshape(1, 1, 2, 2)
+    metric = RobustnessSr(steps=2, max_radius=8.0, n_bisections=14)
+    assert metric.radii(model, X, np.array([1]), a)[0].tolist() == [0.0, 0.0]
+    assert metric.radii(model, X, np.array([0]), a)[0].tolist() == pytest.approx([4 / 8 ** 0.5] * 2, abs=8.0 / 2 ** 14)
+    # Three classes, x predicted 0, explained as 2: the attack on class 2 is 0; on class 0 it is not.
+    three = Linear([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
+    assert metric.radii(three, X, np.array([2]), a)[0].tolist() == [0.0, 0.0]
+    assert bool((metric.radii(three, X, np.array([0]), a) > 0).all())
+
+
+def test_robustness_sr_radii_do_not_depend_on_the_batching():
+    """The searches of all samples and fractions run in lockstep; alone (batch_size=1: one sample and fraction at a
+    time) they give the same radii."""
+    model, x = tiny_cnn(), np.random.default_rng(6).random((3, 1, 6, 6), dtype=np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)).argmax(1).numpy()
+    y[2] = (y[2] + 1) % 3  # one sample explained for a class it is not predicted as: radius 0, no search
+    a = np.random.default_rng(7).random(x.shape, dtype=np.float32)
+    options = dict(steps=4, max_radius=4.0, n_bisections=6, n_iterations=5)
+    batched = RobustnessSr(batch_size=256, **options).radii(model, x, y, a)
+    alone = RobustnessSr(batch_size=1, **options).radii(model, x, y, a)
+    torch.testing.assert_close(batched, alone, rtol=0, atol=0)
+    assert batched[2].tolist() == [0.0] * 4 and bool((batched[:2] > 0).all())
+
+
 def test_robustness_sr_stops_the_searches_that_have_flipped():
     """Searches that flip leave the batch: the model sees fewer rows than ``n_iterations`` full passes."""
     rows = []
@@ -310,20 +387,46 @@ def test_sample_ball_is_uniform_in_the_ball():
     assert float(norms.mean()) == pytest.approx(0.24, abs=0.005)
 
 
+def identity(model, inputs, targets, **kwargs):
+    """A Quantus explain function whose explanation is the input: Stability's distances are then those of δ."""
+    return np.asarray(inputs)
+
+
 def test_stability_by_hand():
     model = Linear(W)
     # The saliency of a linear model is |w| everywhere: perfectly stable.
     assert Stability(nb_samples=8)(model, X, Y, A, explain_func=saliency) == [0.0]
-
-    def identity(model, inputs, targets, **kwargs):
-        return np.asarray(inputs)
-
     x = np.array([0.0, 1.0, 2.0, 3.0], np.float32).reshape(1, 1, 2, 2)
-    # Explanation = input: the L2 distance is ||delta||, on average 0.3 * 4 / 5 in the 4-dimensional ball.
+    # Explanation = input: the L2 distance is ||delta||, on average 0.3 * 4 / 5 in the 4-dimensional ball, and the
+    # relative L2 (the default) that over ||x|| = sqrt(14).
     l2 = Stability(nb_samples=2000, distance="l2")(model, x, Y, x, explain_func=identity)
     assert l2[0] == pytest.approx(0.24, abs=0.01)
+    relative = Stability(nb_samples=2000)(model, x, Y, x, explain_func=identity)
+    assert relative[0] == pytest.approx(l2[0] / 14 ** 0.5, rel=1e-5)
     # |delta_i| <= 0.3 < 1/2 cannot reorder pixels one unit apart: the ranks never change.
-    assert Stability(distance="spearman")(model, x, Y, x, explain_func=identity) == [0.0]
+    for neighbourhood in ("l2_ball", "uniform_pixel"):
+        assert Stability(distance="spearman", neighbourhood=neighbourhood)(
+            model, x, Y, x, explain_func=identity) == [0.0]
+    with pytest.raises(ValueError, match="unknown neighbourhood"):
+        Stability(neighbourhood="linf_ball")
+
+
+@pytest.mark.parametrize("shape, size", [((1, 28, 28), 4.85), ((3, 109, 89), 29.55)])
+def test_stability_uniform_pixel_neighbourhood_is_xpliques(shape, size):
+    """``uniform_pixel``: every value moves by U(0, radius), so ||delta|| ~ radius sqrt(d / 3): 4.9 on Fashion-MNIST,
+    29.5 on CelebA at 109x89 for 0.3, where the L2 ball keeps ||delta|| <= 0.3."""
+    offsets = sample_neighbours(20, shape, 0.3, "uniform_pixel", torch.Generator().manual_seed(0))
+    assert float(offsets.min()) >= 0 and float(offsets.max()) <= 0.3
+    assert offsets.mean().item() == pytest.approx(0.15, abs=0.005)
+    assert offsets.flatten(1).norm(dim=1).mean().item() == pytest.approx(size, rel=0.01)
+    ball = sample_neighbours(20, shape, 0.3, "l2_ball", torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ball, sample_ball(20, shape, 0.3, torch.Generator().manual_seed(0)))
+    # Through the metric (explanation = input, distance l2): the mean ||delta||.
+    x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+    model = Linear(np.zeros((1, int(np.prod(shape))), np.float32))
+    l2 = Stability(nb_samples=4, distance="l2", neighbourhood="uniform_pixel")(
+        model, x, Y, x, explain_func=identity)
+    assert l2[0] == pytest.approx(size, rel=0.03)
 
 
 def test_explanation_distance_against_a_reference_method():
@@ -332,8 +435,9 @@ def test_explanation_distance_against_a_reference_method():
     def doubled(model, inputs, targets, **kwargs):
         return 2 * saliency(model, inputs, targets)
 
-    # Saliency |w| against 2 |w|: ||w|| = sqrt(30) apart, same ranks.
-    assert ExplanationDistance(doubled)(model, X, Y, A) == [pytest.approx(30 ** 0.5, abs=1e-5)]
+    # Saliency |w| against 2 |w|: ||w|| = sqrt(30) apart, ||w|| relative to |w|, same ranks.
+    assert ExplanationDistance(doubled, distance="l2")(model, X, Y, A) == [pytest.approx(30 ** 0.5, abs=1e-5)]
+    assert ExplanationDistance(doubled)(model, X, Y, A) == [pytest.approx(1.0, abs=1e-6)]
     assert ExplanationDistance(doubled, distance="spearman")(model, X, Y, A) == [pytest.approx(0.0, abs=1e-6)]
 
 

@@ -22,7 +22,10 @@ def side_names(label: str) -> list[str]:
 
 class LabelSides(nn.Module):
     """``model``'s output ``index`` as the two columns ``(-f, f)``, in ``model``'s mode; timm's ``feature_info`` is
-    kept (for Grad-CAM)."""
+    kept (for Grad-CAM). ``sigmoid_outputs``: a column's probability is its sigmoid, ``sigmoid(±f)`` (metrics with
+    ``score='probability'``), not a softmax over the two."""
+
+    sigmoid_outputs = True
 
     def __init__(self, model: nn.Module, index: int):
         super().__init__()

@@ -7,12 +7,15 @@ shaped like ``inputs``; pass it to any Quantus metric as ``explain_func`` with
 Methods and defaults (the paper's, overridable through ``settings``):
 
 * ``transport``: the signed gradient ``grad_x f(x)``, the transport-plan direction (Prop. 1).
-* ``saliency``: ``|grad_x f(x)|``.
-* ``gradient_x_input``: ``x * grad_x f(x)``.
-* ``smoothgrad``: the signed mean ``E[grad_x f(x + delta)]``, ``delta ~ N(0, sigma^2 I)``, N = 50, sigma = 0.2.
-* ``integrated_gradients``: 50 regular steps from a zero baseline, trapezoidal rule (as Xplique).
-* ``gradcam``: Captum's ``LayerGradCam`` on the last feature stage of a timm model, upsampled bilinearly.
-* ``rise``: :class:`~otnn_plugin.explainers.Rise` with N = 4000 masks.
+* ``saliency``: the absolute gradient ``|grad_x f(x)|``.
+* ``gradient_x_input``: the signed ``x * grad_x f(x)``.
+* ``smoothgrad``: the absolute mean gradient ``|E[grad_x f(x + delta)]|``, ``delta ~ N(0, sigma^2 I)``, N = 50,
+  sigma = 0.2; absolute like Saliency, which the paper's Tables 1 and 2 need (Saliency within 0.01 of SmoothGrad).
+* ``smoothgrad_signed``: the signed mean ``E[grad_x f(x + delta)]`` (A.4.1's formula as written).
+* ``integrated_gradients``: signed, 50 regular steps from a zero baseline, trapezoidal rule (as Xplique).
+* ``gradcam``: Captum's ``LayerGradCam`` on the last feature stage of a timm model, upsampled bilinearly (ReLU:
+  non-negative).
+* ``rise``: :class:`~otnn_plugin.explainers.Rise` with N = 4000 masks, signed as the model's scores are.
 
 ``batch_size`` is always the number of images in one forward pass.
 
@@ -47,19 +50,19 @@ register_explainer = EXPLAIN_METHODS.register
 
 @register_explainer
 def transport(model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
-    """Signed gradient of the target output (paper Prop. 1)."""
+    """Signed gradient of the target output, the transport-plan direction (paper Prop. 1)."""
     return target_gradient(model, inputs, target)[1]
 
 
 @register_explainer
 def saliency(model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
-    """Saliency map ``|grad_x f(x)|`` (paper A.4.1)."""
+    """Saliency map, absolute: ``|grad_x f(x)|`` (paper A.4.1)."""
     return transport(model, inputs, target).abs()
 
 
 @register_explainer
 def gradient_x_input(model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
-    """Gradient times input."""
+    """Gradient times input, signed: ``x * grad_x f(x)``."""
     return inputs * transport(model, inputs, target)
 
 
@@ -84,11 +87,11 @@ def _weighted_gradients(
 
 
 @register_explainer
-def smoothgrad(
+def smoothgrad_signed(
     model: nn.Module, inputs: Tensor, target: Tensor, *, n_samples: int = 50, sigma: float = 0.2,
     batch_size: int = 256, seed: int = 0,
 ) -> Tensor:
-    """SmoothGrad as in the paper (A.4.1): the signed mean gradient over ``n_samples`` Gaussian perturbations."""
+    """Signed SmoothGrad (A.4.1): the mean gradient over ``n_samples`` Gaussian perturbations of std ``sigma``."""
     if n_samples < 1 or sigma < 0:
         raise ValueError(f"smoothgrad needs n_samples >= 1 and sigma >= 0, got {n_samples} and {sigma}")
     generator = torch.Generator(device=inputs.device).manual_seed(seed)
@@ -102,10 +105,21 @@ def smoothgrad(
 
 
 @register_explainer
+def smoothgrad(
+    model: nn.Module, inputs: Tensor, target: Tensor, *, n_samples: int = 50, sigma: float = 0.2,
+    batch_size: int = 256, seed: int = 0,
+) -> Tensor:
+    """Absolute SmoothGrad ``|smoothgrad_signed|``, comparable with Saliency ``|grad f|`` (Tables 1-3, 10, 11)."""
+    return smoothgrad_signed(
+        model, inputs, target, n_samples=n_samples, sigma=sigma, batch_size=batch_size, seed=seed
+    ).abs()
+
+
+@register_explainer
 def integrated_gradients(
     model: nn.Module, inputs: Tensor, target: Tensor, *, n_steps: int = 50, batch_size: int = 256
 ) -> Tensor:
-    """Integrated Gradients from a zero baseline: ``n_steps`` points from 0 to ``x`` and the trapezoidal rule.
+    """Integrated Gradients, signed, from a zero baseline: ``n_steps`` points from 0 to ``x``, trapezoidal rule.
 
     This is Xplique's rule, used by the paper (A.4.1). Captum's ``riemann_trapezoid`` weights sum to
     ``(n - 1) / n`` instead of 1, so it is not used here.
@@ -124,7 +138,8 @@ def integrated_gradients(
 
 @register_explainer
 def gradcam(model: nn.Module, inputs: Tensor, target: Tensor, *, layer: str | None = None) -> Tensor:
-    """Grad-CAM on ``layer`` (default: the last stage in timm's ``feature_info``), upsampled to the input size."""
+    """Grad-CAM on ``layer`` (default: the last stage in timm's ``feature_info``), upsampled to the input size;
+    non-negative (ReLU)."""
     if inputs.dim() != 4:
         raise ValueError(f"gradcam explains images (N, C, H, W), got inputs of shape {tuple(inputs.shape)}")
     if layer is None:
@@ -151,7 +166,8 @@ def rise(
     model: nn.Module, inputs: Tensor, target: Tensor, *, n_masks: int = 4000, grid_size: int = 7,
     probability: float = 0.5, batch_size: int = 256, seed: int = 0, center: bool = False,
 ) -> Tensor:
-    """RISE with the paper's N = 4000 masks (A.4.1); ``center`` subtracts the mean masked score."""
+    """RISE with the paper's N = 4000 masks (A.4.1), signed as the scores are; ``center`` subtracts the mean masked
+    score."""
     return Rise(model).attribute(
         inputs, target, n_masks=n_masks, grid_size=grid_size, probability=probability, batch_size=batch_size,
         seed=seed, center=center,

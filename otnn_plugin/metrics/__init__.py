@@ -3,7 +3,7 @@
 * :class:`JPEGComplexity` (Sec. 5.1.1, Table 12), :class:`ExplanationDistance` (Table 2)
 * :class:`Deletion`, :class:`Insertion` (Tables 1, 10), :class:`MuFidelity` (Table 3)
 * :class:`RobustnessSr` (Table 11), :class:`Stability` (Table 4)
-* :func:`explanation_distance`: L2 and ``1 - ρ`` between batches of explanations, as plain torch.
+* :func:`explanation_distance`: relative L2, L2 and ``1 - ρ`` between batches of explanations, as plain torch.
 
 Each metric class registers itself with ``@register_metric``; :func:`list_metrics` names them all. They load on
 first use (``otnn_plugin.metrics.Deletion`` imports every metric module), so that this package and

@@ -11,7 +11,7 @@ metrics share (baselines, pixel ranks, masks, curves) are in :mod:`otnn_plugin.m
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -25,7 +25,12 @@ from torch import Tensor, nn
 from .._finite import check_finite, check_model_outputs
 from ..lipschitz import explaining
 
-__all__ = ["Network", "SeededMetric", "TorchMetric", "check_attributions", "check_explanations", "check_targets"]
+__all__ = [
+    "Network", "Score", "SeededMetric", "TorchMetric", "check_attributions", "check_explanations", "check_targets",
+]
+
+#: How a metric reads the model's output for the target: raw, or as a probability (:meth:`Network.select`).
+Score = Literal["logit", "probability"]
 
 
 class Network:
@@ -34,6 +39,9 @@ class Network:
     A ``quantus`` ``PyTorchModel`` gives its softmax-adjusted module (the metric call's ``softmax`` argument) and its
     ``model_predict_kwargs``; a bare ``nn.Module`` is used as it is. ``identity`` tells apart the functions two
     networks compute (the wrapped module, softmax or not, predict arguments) for :func:`shared_forwards`.
+
+    A module with a true ``sigmoid_outputs`` attribute (as :class:`~otnn_plugin.evaluate.label_sides.LabelSides`)
+    declares that each output column is a logit of its own, not one of a softmax: see :meth:`select`.
     """
 
     def __init__(self, model: ModelInterface | nn.Module):
@@ -47,17 +55,37 @@ class Network:
             raise ValueError(f"these metrics need a torch model (nn.Module or quantus PyTorchModel), got "
                              f"{type(model).__name__}")
         self.wrapped = model
+        self.softmax = isinstance(model, PyTorchModel) and bool(model.softmax)
+        self.sigmoid_outputs = bool(getattr(self.module, "sigmoid_outputs", False))
         parameter = next(self.module.parameters(), None)
         self.device = parameter.device if parameter is not None else torch.device("cpu")
 
     def __call__(self, inputs: Tensor) -> Tensor:
         return self.module(inputs, **self.predict_kwargs).reshape(len(inputs), -1)
 
-    def target_scores(self, inputs: Tensor, targets: Tensor) -> Tensor:
-        """Output ``targets[i]`` of sample ``i``, shape ``(N,)``."""
+    def target_scores(self, inputs: Tensor, targets: Tensor, score: Score = "logit") -> Tensor:
+        """Output ``targets[i]`` of sample ``i`` as :meth:`select` reads it, shape ``(N,)``."""
         outputs = self(inputs)
         check_targets(targets, outputs.shape[1])
-        return outputs.gather(1, targets[:, None]).squeeze(1)
+        return self.select(outputs, targets, score)
+
+    def select(self, outputs: Tensor, targets: Tensor, score: Score = "logit") -> Tensor:
+        """Column ``targets[i]`` of row ``i`` of ``outputs`` ``(N, K)``, shape ``(N,)``.
+
+        ``"logit"``: the output as it is. ``"probability"``: its softmax over the row for a multiclass model; its
+        sigmoid for a single output or a module with ``sigmoid_outputs`` (the explained side ``±f`` of a label as
+        :class:`~otnn_plugin.evaluate.label_sides.LabelSides` gives it: ``sigmoid(±f)``, not the softmax of
+        ``(-f, f)``, which is ``sigmoid(±2f)``).
+        """
+        if score == "probability" and self.softmax:
+            raise ValueError("score='probability' would apply a second softmax: call the metric with softmax=False, "
+                             "or use score='logit'")
+        own = outputs.gather(1, targets[:, None]).squeeze(1)
+        if score == "logit":
+            return own
+        if outputs.shape[1] == 1 or self.sigmoid_outputs:
+            return own.sigmoid()
+        return (own - outputs.logsumexp(1)).exp()
 
 
 def check_targets(targets: Tensor, n_outputs: int) -> None:

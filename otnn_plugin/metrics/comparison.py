@@ -19,11 +19,14 @@ __all__ = ["ExplanationDistance"]
 
 @register_metric
 class ExplanationDistance(TorchMetric):
-    """L2 or ``1 - ρ`` (Spearman) between the evaluated explanation and a reference method's; lower means closer.
+    """Distance from the evaluated explanation ``a`` to a reference method's ``b``; lower means closer.
 
+    ``distance``: ``"relative_l2"`` (default, ``||a - b|| / ||a||``), ``"spearman"`` (``1 - ρ``) or the raw ``"l2"``
+    (``||a - b||``, which grows with the gradient norm: see :mod:`~otnn_plugin.metrics.distance`).
     ``reference_func`` follows Quantus's ``explain_func`` contract, ``reference_func(model=..., inputs=...,
     targets=..., **reference_func_kwargs)`` with numpy inputs; its explanations go through the same ``abs`` and
-    ``normalise`` options as the evaluated ones. For Table 2, evaluate Saliency with a SmoothGrad reference.
+    ``normalise`` options as the evaluated ones. For Table 2, evaluate Saliency with a ``smoothgrad`` reference
+    (absolute, as Saliency is).
     """
 
     name = "Explanation Distance"
@@ -34,7 +37,7 @@ class ExplanationDistance(TorchMetric):
         self,
         reference_func: Callable[..., Any],
         reference_func_kwargs: dict[str, Any] | None = None,
-        distance: Distance = "l2",
+        distance: Distance = "relative_l2",
         **kwargs,
     ):
         if not callable(reference_func):

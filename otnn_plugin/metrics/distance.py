@@ -1,4 +1,9 @@
-"""Distances between explanations: L2 and ``1 - ρ`` with ρ Spearman's rank correlation (paper Sec. 5.1.1, Table 2).
+"""Distances between explanations: relative L2, L2 and ``1 - ρ``, ρ Spearman's rank correlation (Tables 2 and 4).
+
+The paper compares an OTNN's explanations with its unconstrained twin's by L2 and ``1 - ρ`` (Sec. 5.1.1, A.4.2).
+Raw L2 grows with the scale of the maps, i.e. with the gradient norm, which is far smaller for an OTNN (at most 1)
+than for its twin, so it compares scales as much as explanations; the relative L2 ``||a - b|| / ||a||`` does not,
+and is the default.
 
 Plain batched torch functions on explanations of any shape ``(B, ...)``, flattened per sample, computed on the
 input's device. Ties get the mean of their ranks, as ``scipy.stats.rankdata`` does. A correlation with a constant
@@ -23,8 +28,8 @@ __all__ = [
     "spearman_correlation",
 ]
 
-Distance = Literal["l2", "spearman"]
-DISTANCES: tuple[str, ...] = ("l2", "spearman")
+Distance = Literal["relative_l2", "l2", "spearman"]
+DISTANCES: tuple[str, ...] = ("relative_l2", "l2", "spearman")
 
 
 def average_ranks(values: Tensor) -> Tensor:
@@ -61,11 +66,12 @@ def check_distance(distance: str) -> None:
         raise ValueError(f"unknown distance {distance!r}: use one of {DISTANCES}")
 
 
-def explanation_distance(a: Tensor, b: Tensor, distance: Distance = "l2") -> Tensor:
-    """Per-sample distance between two batches of explanations of the same shape ``(B, ...)``, shape ``(B,)``.
+def explanation_distance(a: Tensor, b: Tensor, distance: Distance = "relative_l2") -> Tensor:
+    """Per-sample distance from explanations ``a`` to ``b``, batches of the same shape ``(B, ...)``, shape ``(B,)``.
 
-    ``"l2"``: ``||a - b||_2`` (the Euclidean norm, not its square); ``"spearman"``: ``1 - ρ(a, b)``, in ``[0, 2]``.
-    Neither normalises the explanations: scale them first if they come from methods of different scales.
+    ``"relative_l2"``: ``||a - b||_2 / ||a||_2``, scale-free (0 where ``a = b = 0``, infinite where only ``a`` is 0);
+    ``"l2"``: ``||a - b||_2`` (the Euclidean norm, not its square), in the maps' units; ``"spearman"``:
+    ``1 - ρ(a, b)``, in ``[0, 2]``, scale-free.
     """
     check_distance(distance)
     if a.shape != b.shape:
@@ -76,6 +82,9 @@ def explanation_distance(a: Tensor, b: Tensor, distance: Distance = "l2") -> Ten
     for name, batch in (("a", a), ("b", b)):
         check_finite(batch, f"explanations {name}", "fix the explanation method before comparing")
     a, b = a.flatten(1), b.flatten(1)
+    if distance == "spearman":
+        return 1 - spearman_correlation(a, b)
+    difference = (a - b).norm(dim=1)
     if distance == "l2":
-        return (a - b).norm(dim=1)
-    return 1 - spearman_correlation(a, b)
+        return difference
+    return torch.where(difference == 0, torch.zeros_like(difference), difference / a.norm(dim=1))

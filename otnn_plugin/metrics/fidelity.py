@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..lipschitz import explaining
 from . import register_metric
-from .base import Network, SeededMetric
+from .base import Network, Score, SeededMetric
 from .perturbation import (
     Baseline,
     blended_scores,
@@ -35,8 +35,11 @@ class CausalFidelity(SeededMetric):
     Pixels are ranked by channel-mean attribution. At step ``k`` the ``n_k`` most important pixels, all channels,
     are set to the baseline (Deletion) or copied from ``x`` into the baseline (Insertion), with
     ``n_k = floor(k * floor(H * W * max_percentage) / steps)``, ``k = 0 .. steps``. The score at each step is the
-    model output for the target (a probability with ``softmax=True`` in the call, logits by default); a sample's
-    score is the area under its curve per step, ``mean_k (s_k + s_{k+1}) / 2``.
+    model's output for the target, read as ``score`` says (:meth:`Network.select`): ``"probability"`` (default, as
+    Petsiuk et al.) is its softmax for a multiclass model and its sigmoid for one output or the explained side
+    of a label, ``"logit"`` the raw output. A sample's score is the area under its curve per step,
+    ``mean_k (s_k + s_{k+1}) / 2``. The paper's Fashion-MNIST values (Tables 1, 10) all lie in [0, 1], so they are
+    probabilities; its CelebA values (3 to 12) are raw outputs.
 
     ``baseline``: ``"zero"``, a number, or ``"uniform"``: per-pixel noise over ``data_range`` (one noise image per
     sample, drawn from ``seed``). All ``B * (steps + 1)`` inputs are forwarded ``batch_size`` at a time.
@@ -51,16 +54,19 @@ class CausalFidelity(SeededMetric):
         max_percentage: float = 1.0,
         baseline: Baseline = "zero",
         data_range: tuple[float, float] = (0.0, 1.0),
+        score: Score = "probability",
         **kwargs,
     ):
         if steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps}")
         if not 0.0 < max_percentage <= 1.0:
             raise ValueError(f"max_percentage must be in (0, 1], got {max_percentage}")
+        if score not in ("probability", "logit"):
+            raise ValueError(f"unknown score {score!r}: use 'probability' or 'logit'")
         check_baseline(baseline, data_range)
         super().__init__(**kwargs)
         self.steps, self.max_percentage = steps, max_percentage
-        self.baseline, self.data_range = baseline, data_range
+        self.baseline, self.data_range, self.score_type = baseline, data_range, score
 
     def curve(self, model, x_batch, y_batch, a_batch) -> Tensor:
         """The score after each step, ``(B, steps + 1)``; ``model`` a torch module or a Quantus wrapper."""
@@ -75,7 +81,8 @@ class CausalFidelity(SeededMetric):
         counts = step_counts(x.shape[-2] * x.shape[-1], self.steps, self.max_percentage)
         baseline = make_baseline(x, self.baseline, self.data_range, self.generator)
         inside, outside = (x, baseline) if self.inserting else (baseline, x)
-        return blended_scores(net, inside, outside, top_pixel_masks(a, counts), y, self.batch_size)
+        masks = top_pixel_masks(a, counts)
+        return blended_scores(net, inside, outside, masks, y, self.batch_size, score=self.score_type)
 
 
 @register_metric

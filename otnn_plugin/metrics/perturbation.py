@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from .base import Network, check_targets
+from .base import Network, Score, check_targets
 
 __all__ = [
     "Baseline",
@@ -131,8 +131,11 @@ def blended_scores(
     targets: Tensor,
     batch_size: int,
     cell_of_pixel: Tensor | None = None,
+    score: Score = "logit",
 ) -> Tensor:
     """Target score of ``where(mask, inside, outside)`` for every sample and mask, shape ``(B, M)``.
+
+    ``score``: the raw output or a probability, read by :meth:`Network.select` from each forward's outputs.
 
     ``inside``, ``outside``: ``(B, C, H, W)``; ``masks``: ``(B, M, n_cells)`` booleans over cells, pixel ``p`` lying
     in cell ``cell_of_pixel[p]`` (default: one cell per pixel), all channels of a pixel together. The ``B * M``
@@ -141,7 +144,7 @@ def blended_scores(
     """
     shared, key = _SHARED.get(), None
     if shared is not None:
-        key = (net.identity, batch_size, _fingerprint(inside, outside, masks, targets, cell_of_pixel))
+        key = (net.identity, batch_size, score, _fingerprint(inside, outside, masks, targets, cell_of_pixel))
         if key in shared:
             return shared[key].clone()
     n_samples, n_masks = masks.shape[:2]
@@ -157,7 +160,7 @@ def blended_scores(
         outputs = net(torch.where(mask, inside[owner], outside[owner]))
         if start == 0:  # once, not at every chunk: the check waits for the device
             check_targets(targets, outputs.shape[1])
-        scores[rows] = outputs.gather(1, targets[owner, None]).squeeze(1)
+        scores[rows] = net.select(outputs, targets[owner], score)
     scores = scores.view(n_samples, n_masks)
     if key is not None:
         shared[key] = scores.clone()

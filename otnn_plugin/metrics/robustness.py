@@ -21,10 +21,12 @@ class RobustnessSr(TorchMetric):
 
     For ``r = k / steps``, ``k = 1 .. steps``, only the ``floor(r * H * W)`` pixels of highest channel-mean
     attribution (all their channels) may move. The decision is the sign of the target output for a single-output or
-    multilabel head (``decision="sign"``) and the argmax of the outputs otherwise (``"argmax"``, the reference being
-    the prediction at ``x``, not the label); ``None`` picks ``"sign"`` for one output and ``"argmax"`` for more. A
-    sample's score is the area under its radii, ``mean_k (ε_k + ε_{k+1}) / 2`` over ``ε_1 .. ε_steps``. The score
-    depends on the network's own robustness, so it compares explanations of one network only (App. A.4.2).
+    multilabel head (``decision="sign"``, the side it is on at ``x``) and otherwise (``"argmax"``) whether the
+    explained class ``y`` wins the argmax: the attack is on the class the explanation is for, as ``min ||δ|| s.t.
+    f(x + δ) != y`` (A.4.2), not on the prediction, so a sample already predicted as another class has radius 0 at
+    every fraction. ``None`` picks ``"sign"`` for one output and ``"argmax"`` for more. A sample's score is the area
+    under its radii, ``mean_k (ε_k + ε_{k+1}) / 2`` over ``ε_1 .. ε_steps``. The score depends on the network's own
+    robustness, so it compares explanations of one network only (App. A.4.2).
 
     The search is deterministic and bounded. The radius is bisected ``n_bisections`` times in ``[0, max_radius]``,
     assuming that a larger radius flips at least as easily. At each radius ``ε``, a projected gradient descent of
@@ -32,8 +34,9 @@ class RobustnessSr(TorchMetric):
     for argmax): normalised gradient steps of length ``2.5 ε / n_iterations`` on the allowed pixels, projected back
     onto the ball ``||δ||_2 <= ε``; the radius succeeds when the margin turns negative at some step. The result is the
     smallest radius that succeeded, bracketed to ``max_radius / 2 ** n_bisections``, or ``max_radius`` when none did
-    (as for an empty set of pixels). Inputs are not clipped to the data range. All ``B * steps`` searches run in
-    lockstep, ``batch_size`` at a time.
+    (as for an empty set of pixels). Inputs are not clipped to the data range. The searches of all samples and
+    fractions, ``B * steps`` of them, run in lockstep, ``batch_size`` at a time, and each leaves the batch as soon as
+    it flips; a search's radius does not depend on the others in its batch.
     """
 
     name = "Robustness-Sr"
@@ -78,16 +81,15 @@ class RobustnessSr(TorchMetric):
         decision = self.decision or ("sign" if outputs.shape[1] == 1 else "argmax")
         if decision == "argmax" and outputs.shape[1] == 1:
             raise ValueError("decision='argmax' needs a model with several outputs: use 'sign' for a single output")
-        if decision == "sign":
-            check_targets(y, outputs.shape[1])
-            target, side = y, torch.where(outputs.gather(1, y[:, None]).squeeze(1) >= 0, 1.0, -1.0)
-        else:
-            target, side = outputs.argmax(1), None
-        radii = torch.empty(len(sample), device=x.device)
-        for start in range(0, len(sample), self.batch_size):
-            rows = slice(start, start + self.batch_size)
+        check_targets(y, outputs.shape[1])
+        side = torch.where(outputs.gather(1, y[:, None]).squeeze(1) >= 0, 1.0, -1.0) if decision == "sign" else None
+        holds = _margin(outputs, y, side) >= 0  # False: predicted as another class than y, radius 0
+        radii = torch.zeros(len(sample), device=x.device)
+        searched = holds[sample].nonzero().squeeze(1)
+        for start in range(0, len(searched), self.batch_size):
+            rows = searched[start:start + self.batch_size]
             owner = sample[rows]
-            radii[rows] = self._bisect(net, x[owner], masks[rows], target[owner], None if side is None else side[owner])
+            radii[rows] = self._bisect(net, x[owner], masks[rows], y[owner], None if side is None else side[owner])
         return radii.view(len(x), self.steps)
 
     def _bisect(self, net: Network, x: Tensor, mask: Tensor, target: Tensor, side: Tensor | None) -> Tensor:

@@ -129,3 +129,9 @@ def test_the_readme_shows_the_generated_verdicts_of_each_committed_run():
     for name in blocks:
         begin, end = readme_block(Path(name))
         assert readme.split(begin, 1)[1].split(end, 1)[0] == (repo / name).read_text(), name
+
+
+def test_diagnostics_undefined_on_few_samples_are_none_not_nan():
+    x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])  # no two samples of one class: no gradient cosine
+    found = model_diagnostics(_Linear(), x.numpy(), y.numpy(), torch.device("cpu"))
+    assert found["gradient_cosine"] is None and found["taylor_error"] is not None

@@ -193,9 +193,9 @@ def model_diagnostics(model: nn.Module, x: np.ndarray, y: np.ndarray, device: to
     scores = {"accuracy": rate(predicted == targets)}
     if isinstance(model, LabelSides):  # side 1: with the label; its head fires when f > 0
         scores.update(sensitivity=rate(predicted[targets == 1] == 1), specificity=rate(predicted[targets == 0] == 0))
-    return {**scores,
-            **{k: round(v, 4) if isinstance(v, float) else v
-               for k, v in transport_diagnostics(model, inputs, targets, "multiclass").items()}}
+    measured = transport_diagnostics(model, inputs, targets, "multiclass")  # NaN where undefined (no class pair)
+    return {**scores, **{k: (round(v, 4) if math.isfinite(v) else None) if isinstance(v, float) else v
+                         for k, v in measured.items()}}
 
 
 def _digest(value: Any) -> tuple:

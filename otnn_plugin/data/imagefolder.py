@@ -15,8 +15,9 @@ image of that split needs a map, a greyscale image (8 or 16 bit) of the image's 
 
 Preprocessing, torchvision's ImageNet evaluation transform: RGB, ``Resize(resize)`` of the shorter side (default
 ``size / 0.875``, 256 for 224; bilinear, antialiased as PIL resamples), ``CenterCrop(size)``; human maps get the
-same resize and crop. ``to_tensors`` gives values in [0, 1]; there is no mean/std normalisation, which would multiply an OTNN's
-Lipschitz constant in pixel space by 1/std (about 4.4 for ImageNet's): the network's biases absorb the offset.
+same resize and crop. ``to_tensors`` gives values in [0, 1], the plugin's convention, with no mean/std normalisation:
+dividing by ImageNet's std (about 0.23) would multiply an OTNN's Lipschitz constant in pixel space by about 4.4, and
+the mean shift is left to the layers' biases.
 
 The builder lists the files; each image is decoded and preprocessed once (``Dataset.map``, ``num_proc`` processes)
 into ``datasets``' cache files under ``$OTNN_CACHE_DIR/imagefolder``, keyed by the path, size and modification time

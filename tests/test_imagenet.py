@@ -117,6 +117,8 @@ def _broken(tree: Path, tmp_path: Path, change) -> Path:
      ValueError, "give every map its image's size"),
     (lambda root: [p.unlink() for p in (root / "train").glob("*/*")], "train", FileNotFoundError,
      "holds no images"),
+    (lambda root: (root / "train" / "disc" / "disc_0.png").write_bytes(b"not a png"), "train", ValueError,
+     "disc_0.png: cannot decode the image"),
 ])
 def test_a_broken_tree_is_one_line_saying_what_to_fix(tree, tmp_path, change, split, error, message):
     root = _broken(tree, tmp_path, change)

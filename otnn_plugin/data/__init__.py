@@ -6,8 +6,8 @@ ImageNet-style image tree (``imagefolder``, with optional human importance maps)
     rows = ds.with_format("torch", dtype=torch.uint8)  # or row by row; without dtype, datasets widens to int64
 
 Where data comes from and how it is cached: :mod:`.sources`; each dataset's columns, splits and options: its
-module (:mod:`.fashion_mnist`, :mod:`.celeba`, :mod:`.snowflake`, :mod:`.imagefolder`). CelebA's training augmentation:
-:func:`.transforms.celeba_augment`.
+module (:mod:`.fashion_mnist`, :mod:`.celeba`, :mod:`.snowflake`, :mod:`.imagefolder`). CelebA's training
+augmentation: :func:`.transforms.celeba_augment`.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ SPLITS = ("train", "test")
 HUMAN_MAP = "human_map"
 #: Every dataset's ``load(split, data_dir=None, **options)`` by name, filled by importing this package's modules: a
 #: dataset is a module whose ``load`` is decorated with ``@register_dataset("name")`` and that defines
-#: ``label_names(**options)``.
+#: ``label_names(**options)`` (with ``data_dir`` among them where the names are read from the data).
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset", load=import_submodules(__name__))
 register_dataset = DATASETS.register
 

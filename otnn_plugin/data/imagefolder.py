@@ -100,25 +100,30 @@ def _map_path(root: Path, image_id: str) -> Path:
     return (root / MAPS / image_id).with_suffix(".png")
 
 
+def _decoded(path: Path, mode: str, size: int, resize: int) -> tuple[tuple[int, int], np.ndarray]:
+    """The original (width, height) of the image at ``path`` and its ``mode`` pixels resized and cropped."""
+    try:
+        with Image.open(path) as image:
+            return image.size, np.asarray(_resize_crop(image.convert(mode), size, resize))
+    except OSError as err:
+        raise ValueError(f"{path}: cannot decode the image ({err}); repair or remove it") from None
+
+
 def _preprocess(batch: dict, root: str, size: int, resize: int, with_maps: bool) -> dict:
     """A batch of image paths decoded, resized and cropped, with their ids and, ``with_maps``, their human maps."""
     images, ids, maps = [], [], []
     for entry in batch["image"]:
         path = Path(entry["path"])
-        try:
-            with Image.open(path) as image:
-                original = image.size
-                images.append(np.asarray(_resize_crop(image.convert("RGB"), size, resize)))
-        except OSError as err:
-            raise ValueError(f"{path}: cannot decode the image ({err}); repair or remove it") from None
+        original, pixels = _decoded(path, "RGB", size, resize)
+        images.append(pixels)
         ids.append(path.relative_to(root).as_posix())
         if with_maps:
             map_path = _map_path(Path(root), ids[-1])
-            with Image.open(map_path) as human_map:
-                if human_map.size != original:
-                    raise ValueError(f"{map_path}: the human map is {human_map.width}x{human_map.height}, its image "
-                                     f"{path} {original[0]}x{original[1]}: give every map its image's size")
-                maps.append(np.asarray(_resize_crop(human_map.convert("F"), size, resize), dtype=np.float32))
+            map_size, human = _decoded(map_path, "F", size, resize)
+            if map_size != original:
+                raise ValueError(f"{map_path}: the human map is {map_size[0]}x{map_size[1]}, its image {path} "
+                                 f"{original[0]}x{original[1]}: give every map its image's size")
+            maps.append(human)
     return {"image": images, "image_id": ids, **({HUMAN_MAP: maps} if with_maps else {})}
 
 

@@ -92,6 +92,14 @@ def test_tree_loads_with_labels_from_folders_and_aligned_human_maps(tree):
         assert (image[:, inside].mean(1) - colour).abs().max() < 0.05
 
 
+def test_several_processes_preprocess_the_same_rows(tree, tmp_path):
+    alone = load_dataset("imagefolder", "test", tree, size=32)
+    shared = load_dataset("imagefolder", "test", tree, size=32, num_proc=2, cache_dir=tmp_path)
+    assert shared["image_id"] == alone["image_id"]
+    assert torch.equal(to_tensors(shared)[0], to_tensors(alone)[0])
+    assert torch.equal(human_maps(shared), human_maps(alone))
+
+
 def test_cli_stats_reads_the_class_folders(tree, capsys):
     assert main(["data", "stats", "imagefolder", "--data-dir", str(tree)]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -183,7 +183,8 @@ def load(
         **({HUMAN_MAP: Array2D((size, size), "float32")} if map_paths else {}),
     })
     return listing.map(
-        _preprocess, batched=True, batch_size=64, features=features, new_fingerprint=key, num_proc=num_proc,
+        _preprocess, batched=True, batch_size=64, features=features, num_proc=num_proc,
+        new_fingerprint=key[:32],  # datasets appends "_00000_of_00016" per process, and takes 64 characters at most
         fn_kwargs={"root": str(root), "size": size, "resize": resize, "with_maps": bool(map_paths)},
         desc=f"imagefolder {split}: resize {resize}, crop {size}",
     )

@@ -46,7 +46,7 @@ def attribute_rows(data_dir: Path) -> dict[str, list[int]]:
 
 
 def test_list_datasets_and_label_names():
-    assert list_datasets() == ["celeba", "fashion_mnist", "snowflake"]
+    assert list_datasets() == ["celeba", "fashion_mnist", "imagefolder", "snowflake"]
     assert label_names("fashion_mnist") == FASHION_MNIST_CLASSES
     assert label_names("celeba") == CELEBA_PAPER_ATTRIBUTES
     assert label_names("celeba", attributes="all", attr_file=None) == CELEBA_ATTRIBUTES

@@ -98,7 +98,7 @@ def test_unknown_dataset_and_metric_suggest_the_closest_name():
         data.load_dataset("celeb", "train")
     with pytest.raises(ValueError, match=r"unknown metric 'Deletoin' \(did you mean 'Deletion'\?\)"):
         metrics.METRICS.get("Deletoin")
-    assert data.list_datasets() == ["celeba", "fashion_mnist", "snowflake"]
+    assert data.list_datasets() == ["celeba", "fashion_mnist", "imagefolder", "snowflake"]
 
 
 def _classes_defined_in(package) -> list[type]:

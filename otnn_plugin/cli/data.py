@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     options = {"attributes": args.attributes} if args.attributes else {}
     splits = {split: load_dataset(args.name, split, args.data_dir, **options) for split in SPLITS}
     rates = {split: label_rates(dataset) for split, dataset in splits.items()}
-    names = label_names(args.name, **options)
+    names = label_names(args.name, args.data_dir, **options)
     width = max(len(name) for name in names) + 2
     print(f"{args.name}: " + ", ".join(f"{split} {len(dataset):,} rows" for split, dataset in splits.items()))
     kind = "positive rate" if label_columns(splits["train"]) else "share of rows"

@@ -1,12 +1,13 @@
-"""The paper's datasets as Hugging Face ``datasets.Dataset``: Fashion-MNIST, CelebA and two Koch snowflakes.
+"""The paper's datasets as Hugging Face ``datasets.Dataset``: Fashion-MNIST, CelebA and two Koch snowflakes, and any
+ImageNet-style image tree (``imagefolder``, with optional human importance maps).
 
     ds = load_dataset("celeba", "train")    # local files (data_dir, else $OTNN_DATA_DIR), else the hub
     x, y = to_tensors(ds)                    # the whole split: float32 NCHW in [0, 1], and the labels
     rows = ds.with_format("torch", dtype=torch.uint8)  # or row by row; without dtype, datasets widens to int64
 
 Where data comes from and how it is cached: :mod:`.sources`; each dataset's columns, splits and options: its
-module (:mod:`.fashion_mnist`, :mod:`.celeba`, :mod:`.snowflake`). CelebA's training augmentation:
-:func:`.transforms.celeba_augment`.
+module (:mod:`.fashion_mnist`, :mod:`.celeba`, :mod:`.snowflake`, :mod:`.imagefolder`). CelebA's training
+augmentation: :func:`.transforms.celeba_augment`.
 """
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ from .._registry import Registry, import_submodules
 from ._arrow import column_to_numpy, stack_columns
 
 __all__ = [
-    "DATASETS", "SPLITS", "label_columns", "label_names", "label_rates", "list_datasets", "load_dataset",
-    "register_dataset", "to_tensors",
+    "DATASETS", "HUMAN_MAP", "SPLITS", "human_maps", "label_columns", "label_names", "label_rates", "list_datasets",
+    "load_dataset", "register_dataset", "to_tensors",
 ]
 
 SPLITS = ("train", "test")
+#: The column of human importance maps (ClickMe-style), in datasets that have them.
+HUMAN_MAP = "human_map"
 #: Every dataset's ``load(split, data_dir=None, **options)`` by name, filled by importing this package's modules: a
 #: dataset is a module whose ``load`` is decorated with ``@register_dataset("name")`` and that defines
-#: ``label_names(**options)``.
+#: ``label_names(**options)`` (with ``data_dir`` among them where the names are read from the data).
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset", load=import_submodules(__name__))
 register_dataset = DATASETS.register
 
@@ -51,10 +54,11 @@ def _checked(name: str, options: dict) -> ModuleType:
 def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, **options) -> Dataset:
     """Split ``train`` or ``test`` of dataset ``name`` (see :func:`list_datasets`).
 
-    ``data_dir`` is the folder holding ``fashion-mnist/`` and ``celeba-subset/`` (or one dataset's folder itself);
-    without it, ``$OTNN_DATA_DIR``, then the Hugging Face hub. ``options`` are the dataset's: ``cache_dir`` for
-    both image datasets; ``attributes``, ``attr_file``, ``image_dir`` for CelebA; ``n``, ``seed``, ``depth``, ``size``,
-    ``inner_ratio``, ``noise`` for the snowflakes.
+    ``data_dir`` is the folder holding ``fashion-mnist/`` and ``celeba-subset/`` (or one dataset's folder itself; an
+    image tree's root for ``imagefolder``); without it, ``$OTNN_DATA_DIR``, then the Hugging Face hub. ``options``
+    are the dataset's: ``cache_dir`` for the image datasets; ``attributes``, ``attr_file``, ``image_dir`` for CelebA;
+    ``size``, ``resize``, ``num_proc`` for ``imagefolder``; ``n``, ``seed``, ``depth``, ``size``, ``inner_ratio``,
+    ``noise`` for the snowflakes.
     """
     module = _checked(name, options)
     if split not in SPLITS:
@@ -62,12 +66,14 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
     return module.load(split, data_dir, **options)
 
 
-def label_names(name: str, **options) -> tuple[str, ...]:
-    """Names of the classes (Fashion-MNIST), of the label columns in order (CelebA's attributes), or of labels -1
-    and +1 (snowflake). Takes the same options as :func:`load_dataset` and uses those that matter (``attributes``)."""
+def label_names(name: str, data_dir: str | os.PathLike | None = None, **options) -> tuple[str, ...]:
+    """Names of the classes (Fashion-MNIST; an image tree's class folders, found as :func:`load_dataset` finds it
+    from ``data_dir``), of the label columns in order (CelebA's attributes), or of labels -1 and +1 (snowflake).
+    Takes the same options as :func:`load_dataset` and uses those that matter (``attributes``)."""
     module = _checked(name, options)
     wanted = inspect.signature(module.label_names).parameters
-    return module.label_names(**{key: value for key, value in options.items() if key in wanted})
+    given = {**options, "data_dir": data_dir}
+    return module.label_names(**{key: value for key, value in given.items() if key in wanted})
 
 
 def label_columns(dataset: Dataset) -> list[str]:
@@ -103,6 +109,14 @@ def to_tensors(dataset: Dataset, device: str | torch.device | None = None) -> tu
     if labels:
         return x, torch.from_numpy(stack_columns(dataset, labels)).to(device, torch.float32)
     return x, torch.from_numpy(column_to_numpy(dataset, "label")).to(device, torch.int64)
+
+
+def human_maps(dataset: Dataset) -> torch.Tensor | None:
+    """The :data:`HUMAN_MAP` column as float32 (N, 1, H, W), Quantus's ``s_batch`` layout, or None for a dataset
+    without human maps."""
+    if HUMAN_MAP not in dataset.column_names:
+        return None
+    return torch.from_numpy(column_to_numpy(dataset, HUMAN_MAP)).unsqueeze(1)
 
 
 def label_rates(dataset: Dataset) -> torch.Tensor:

@@ -50,7 +50,8 @@ DIAGNOSTIC_SAMPLES = 256
 EXPORT_TOLERANCE = 1e-4
 @dataclass
 class EvaluationSetup:
-    """A config made ready: the device, the samples (numpy, as Quantus takes them) and the models to evaluate."""
+    """A config made ready: the device, the samples (numpy, as Quantus takes them) and the models to evaluate; the
+    samples' human importance maps when the dataset has them (Quantus's ``s_batch``, for ``HumanAlignment``)."""
 
     config: EvalConfig
     device: torch.device
@@ -61,6 +62,7 @@ class EvaluationSetup:
     models: dict[str, nn.Module]
     export_differences: dict[str, float]
     diagnostics: dict[str, dict[str, Any]]
+    human_maps: np.ndarray | None = None
 
 
 @dataclass
@@ -79,11 +81,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def _samples(config: EvalConfig, data_dir: str | Path | None) -> tuple[list[int], np.ndarray, np.ndarray, list[str]]:
-    """A seeded random subset of the split in draw order (so its first rows are a random subset too), its targets
-    and the names of the dataset's outputs. Targets: each sample's class, or for multilabel data its side of
-    ``config.label`` (0: without, 1: with; see :class:`LabelSides`)."""
-    from ..data import label_names, load_dataset, to_tensors
+def _samples(config: EvalConfig, data_dir: str | Path | None
+             ) -> tuple[list[int], np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+    """A seeded random subset of the split in draw order (so its first rows are a random subset too), its targets,
+    the names of the dataset's outputs and the samples' human maps (None without). Targets: each sample's class, or
+    for multilabel data its side of ``config.label`` (0: without, 1: with; see :class:`LabelSides`)."""
+    from ..data import human_maps, label_names, load_dataset, to_tensors
 
     dataset = load_dataset(config.dataset, config.split, data_dir, **config.dataset_args)
     if config.samples > len(dataset):
@@ -91,8 +94,10 @@ def _samples(config: EvalConfig, data_dir: str | Path | None) -> tuple[list[int]
                          f"{len(dataset)} rows")
     generator = torch.Generator().manual_seed(config.seed)
     indices = torch.randperm(len(dataset), generator=generator)[:config.samples].tolist()
-    x, labels = to_tensors(dataset.select(indices))
-    names = list(label_names(config.dataset, **config.dataset_args))
+    rows = dataset.select(indices)
+    x, labels = to_tensors(rows)
+    maps = human_maps(rows)
+    names = list(label_names(config.dataset, data_dir, **config.dataset_args))
     if labels.ndim == 2:
         if config.label is None:
             raise ValueError(f"{config.dataset} is multilabel: set label: to the output to explain "
@@ -103,7 +108,7 @@ def _samples(config: EvalConfig, data_dir: str | Path | None) -> tuple[list[int]
             raise ValueError(f"{config.dataset} has one class per sample, explained for its own class: "
                              f"remove label: {config.label}")
         y = labels.numpy().astype(np.int64)
-    return indices, x.numpy(), y, names
+    return indices, x.numpy(), y, names, None if maps is None else maps.numpy()
 
 
 def _load_model(spec: ModelSpec, config: EvalConfig) -> nn.Module:
@@ -153,7 +158,7 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
         if label not in labels:
             raise unknown_name("model label", label, labels, f"{config.name}: ")
     device = resolve_device(config.device)
-    indices, x, y, names = _samples(config, data_dir)
+    indices, x, y, names, maps = _samples(config, data_dir)
     check_finite(torch.from_numpy(x), f"the {config.dataset} {config.split} samples", "repair the dataset", indices)
     first = torch.as_tensor(x[:config.batch_size], device=device)
     side_of = None if config.label is None else names.index(config.label)
@@ -174,7 +179,7 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
         loaded[spec.label] = model if side_of is None else LabelSides(model, side_of)
     target_names = names if side_of is None else side_names(config.label)
     diagnostics = {label: model_diagnostics(model, x, y, device) for label, model in loaded.items()}
-    return EvaluationSetup(config, device, indices, x, y, target_names, loaded, differences, diagnostics)
+    return EvaluationSetup(config, device, indices, x, y, target_names, loaded, differences, diagnostics, maps)
 
 
 def model_diagnostics(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> dict[str, Any]:
@@ -187,6 +192,7 @@ def model_diagnostics(model: nn.Module, x: np.ndarray, y: np.ndarray, device: to
     targets = torch.as_tensor(y[:DIAGNOSTIC_SAMPLES], device=device)
     with torch.no_grad():
         predicted = model(inputs).argmax(1)
+
     def rate(hits: torch.Tensor) -> float | None:
         return round(hits.double().mean().item(), 4) if len(hits) else None
 
@@ -250,14 +256,16 @@ def _header(prepared: EvaluationSetup, shard: Shard | None) -> dict[str, Any]:
 
 
 def _score(metric: MetricSpec, model: nn.Module, x: np.ndarray, y: np.ndarray, attributions: np.ndarray,
-           explain_func: Callable, explain_kwargs: dict[str, Any], device: torch.device, seed: int) -> dict[str, Any]:
-    """One metric on one batch: ``{"status": "ok", "scores": [...]}``, or ``"failed"`` with the error."""
+           explain_func: Callable, explain_kwargs: dict[str, Any], device: torch.device, seed: int,
+           human_maps: np.ndarray | None = None) -> dict[str, Any]:
+    """One metric on one batch: ``{"status": "ok", "scores": [...]}``, or ``"failed"`` with the error. The human
+    maps, if any, go to every metric as ``s_batch``."""
     seed_everything(seed)
     try:
         scores = metric.build(seed=seed)(  # copies: a metric may perturb its arrays in place
             model=model, x_batch=x.copy(), y_batch=y.copy(), a_batch=attributions.copy(), explain_func=explain_func,
             explain_func_kwargs=explain_kwargs, device=str(device), batch_size=len(x), softmax=False,
-            channel_first=True,
+            channel_first=True, s_batch=None if human_maps is None else human_maps.copy(),
         )
         return {"status": "ok", "scores": _per_sample(scores, len(x))}
     except Exception as err:  # a failing cell is recorded, and the run goes on
@@ -287,6 +295,7 @@ class _Pass:
         self.bar.set_description(f"{config.name} batch {first.batch + 1}/{len(config.batches())}: {first.model} "
                                  f"{first.explainer}")
         x, y = self.prepared.x[rows], self.prepared.y[rows]
+        maps = None if self.prepared.human_maps is None else self.prepared.human_maps[rows]
         explain_kwargs = config.explainers[first.explainer].explain_kwargs(seed=first.explain_seed)
         seed_everything(first.explain_seed)
         began = time.perf_counter()
@@ -308,7 +317,7 @@ class _Pass:
             n = unit.rows.stop - unit.rows.start
             outcome = {"status": "failed", "error": explain_error} if explain_error else _score(
                 config.metrics[unit.metric], model, x[:n], y[:n], attributions[:n], remembering, explain_kwargs,
-                self.prepared.device, unit.seed)
+                self.prepared.device, unit.seed, None if maps is None else maps[:n])
             append_record(self.results, {
                 "event": "unit", "session": self.session, "model": unit.model, "explainer": unit.explainer,
                 "metric": unit.metric, "batch": unit.batch, **outcome,

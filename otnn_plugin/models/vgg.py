@@ -8,6 +8,8 @@ uses ``Conv2d`` + ``BatchNorm`` + ``ReLU`` and average pooling.
 * ``*_vgg_fashionmnist``: Table 7 (3x96, stride-2 conv, 3x192, stride-2 conv, 3x384, global pool, dense 10).
 * ``*_vgg_celeba``: Table 6 (16-16 / 32-32 / 64x3 / 128x3 / 128x3 with pooling, dense 256-256-22),
   built at 3x109x89 (the resolution of our trained weights) unless ``img_size=(218, 178)`` asks for the paper's.
+* ``*_vgg_imagenet``: a VGG-style stack for 3x224x224 ImageNet (:data:`IMAGENET`), ``num_classes=1000``;
+  ``width_divisor`` narrows it for tests and CPU budgets. No trained weights are published.
 * ``*_small``: the same stacks with narrower layers, for CPU budgets.
 """
 from __future__ import annotations
@@ -60,6 +62,19 @@ FASHIONMNIST = VGGSpec(stages=((96,) * 4, (192,) * 4, (384,) * 3), downsample="s
 CELEBA = VGGSpec(
     stages=((16, 16), (32, 32), (64,) * 3, (128,) * 3, (128,) * 3), downsample="pool", global_pool=False,
     hidden=(256, 256),
+)
+#: A VGG-style OTNN for 224x224 ImageNet built from the orthogonal convolutions of :mod:`otnn_plugin.orthogonal`, as
+#: 1-Lipschitz CNNs are scaled up in the literature (BCOP stacks: Li et al. 2019, extended to large CNNs by AOC,
+#: Boissin et al., ICML 2025; the residual alternative certified on ImageNet: LiResNet, Hu et al., NeurIPS 2023).
+#: VGG-16's widths (64 to 512) in six stages: every stage but the last ends with a 2x2 stride-2 orthogonal conv to
+#: the next stage's width, so five halvings take 224 to 7x7 where VGG has five max-pools; the first stage is 32 wide
+#: at full resolution to save compute there. 11 3x3 convs and 5 stride-2 convs, GroupSort2 after each, then the
+#: scaled global average pool and one dense layer: about 4 GMACs per 224x224 image, ResNet-50's cost. A plain
+#: stack, so that ``export_vanilla`` folds it into ``Conv2d`` layers, with no residual branch to constrain (a
+#: 1-Lipschitz residual block needs care, e.g. the convex combination ``(x + f(x)) / 2``).
+IMAGENET = VGGSpec(
+    stages=((32, 64), (64, 128), (128, 128, 256), (256, 256, 512), (512, 512, 512), (512, 512, 512)),
+    downsample="stride", global_pool=True,
 )
 
 
@@ -232,6 +247,14 @@ _CELEBA_SUBSET = dict(
                 "10,000-image subset at 109x89",
     notes=("CelebA-derived weights: non-commercial research use only (CelebA agreement)",),
 )
+_IMAGENET = dict(
+    num_classes=1000, input_size=(3, 224, 224), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_pct=0.875,
+    license="other", hf_hub_id=None,
+    description="ImageNet-style classifier, inputs in [0, 1] (no mean/std normalisation: it would scale the "
+                "Lipschitz constant in pixel space by 1/std)",
+    notes=("no trained weights are published; weights trained on ImageNet fall under its terms of access "
+           "(non-commercial research)",),
+)
 
 # The CelebA models' one config is that of the weights we trained (subset, 109x89); img_size=(218, 178) builds the
 # paper's full-resolution network.
@@ -246,6 +269,7 @@ default_cfgs = generate_cfgs({
         for family in ("otnn", "unconstrained")
         for size in ("", "_small")
     },
+    **{f"{family}_vgg_imagenet": default_cfg(**_IMAGENET) for family in ("otnn", "unconstrained")},
 })
 
 
@@ -295,3 +319,22 @@ def otnn_vgg_celeba_small(pretrained: bool = False, **kwargs) -> VGGNet:
 def unconstrained_vgg_celeba_small(pretrained: bool = False, **kwargs) -> VGGNet:
     """Unconstrained twin of ``otnn_vgg_celeba_small``."""
     return _create_vgg("unconstrained_vgg_celeba_small", pretrained, CELEBA.scaled(2), **kwargs)
+
+
+def _imagenet_spec(width_divisor: int) -> VGGSpec:
+    if not (isinstance(width_divisor, int) and width_divisor >= 1):
+        raise ValueError(f"width_divisor must be a positive integer (1: the full widths), got {width_divisor!r}")
+    return IMAGENET.scaled(width_divisor)
+
+
+@register_model
+def otnn_vgg_imagenet(pretrained: bool = False, width_divisor: int = 1, **kwargs) -> VGGNet:
+    """VGG-style OTNN for 3x224x224 ImageNet (:data:`IMAGENET`); ``width_divisor`` divides every width (kept even),
+    ``img_size`` and ``num_classes`` as for every model (a miniature: ``img_size=32, num_classes=3``)."""
+    return _create_vgg("otnn_vgg_imagenet", pretrained, _imagenet_spec(width_divisor), **kwargs)
+
+
+@register_model
+def unconstrained_vgg_imagenet(pretrained: bool = False, width_divisor: int = 1, **kwargs) -> VGGNet:
+    """Unconstrained twin of ``otnn_vgg_imagenet`` (Conv2d + BatchNorm + ReLU, 3x3 stride-2 convs)."""
+    return _create_vgg("unconstrained_vgg_imagenet", pretrained, _imagenet_spec(width_divisor), **kwargs)

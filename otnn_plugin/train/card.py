@@ -13,6 +13,8 @@ _LICENCE = {
     "celeba": "Weights derived from CelebA: **non-commercial research use only** (CelebA agreement). Code: MIT.",
     "fashion_mnist": "MIT (Fashion-MNIST is MIT-licensed).",
     "snowflake": "MIT (synthetic data).",
+    "imagefolder": "Weights derived from the image tree trained on: its terms apply (ImageNet's: non-commercial "
+                   "research use only). Code: MIT.",
 }
 
 
@@ -43,7 +45,8 @@ def model_card(name: str, prepared: TrainingSetup, result: TrainResult, command:
     """The ``README.md`` of a registry folder, with the hub's YAML header."""
     recipe, environment = prepared.recipe, log[0]["environment"]
     header = {"library_name": "timm", "tags": ["image-classification", "timm", "lipschitz", "otnn"],
-              "license": "other" if recipe.dataset == "celeba" else "mit", "datasets": [recipe.dataset]}
+              "license": "other" if recipe.dataset in ("celeba", "imagefolder") else "mit",
+              "datasets": [recipe.dataset]}
     per_label = ""
     if "sensitivity" in result.scores:
         from ..labels import CELEBA_ATTRIBUTES, CELEBA_PAPER_ATTRIBUTES

@@ -135,3 +135,15 @@ def test_diagnostics_undefined_on_few_samples_are_none_not_nan():
     x, y = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])  # no two samples of one class: no gradient cosine
     found = model_diagnostics(_Linear(), x.numpy(), y.numpy(), torch.device("cpu"))
     assert found["gradient_cosine"] is None and found["taylor_error"] is not None
+
+
+def test_an_unfinished_run_pairs_only_the_samples_both_sides_scored():
+    from otnn_plugin.evaluate.config import Unit
+    from otnn_plugin.evaluate.leaderboard import _sample_scores
+
+    planned = [Unit("OTNN", "saliency", "m", b, slice(2 * b, 2 * b + 2), 0, 0) for b in range(3)]
+    found = [{"scores": [1.0, None]}, None, {"scores": [3.0, 4.0]}]  # batch 1 not computed yet
+    scores = _sample_scores(planned, found)
+    assert np.isnan(scores[[1, 2, 3]]).all() and scores[[0, 4, 5]].tolist() == [1.0, 3.0, 4.0]
+    interval = paired_difference(scores, np.zeros(6))
+    assert interval.n == 3 and interval.mean == pytest.approx(8 / 3)

@@ -27,7 +27,7 @@ import numpy as np
 from .._shipped import paper_numbers_path
 from .._yaml import read_yaml
 from .claims import Evidence, PaperClaims, Verdict, judge
-from .config import EvalConfig
+from .config import EvalConfig, Unit
 from .results import Results, weights_conflicts
 from .uncertainty import paired_difference, rank_frequencies
 
@@ -276,9 +276,13 @@ def _sessions(group: list[Results]) -> list[Session]:
     return sessions
 
 
-def _sample_scores(units: list[dict | None]) -> np.ndarray:
-    """The per-sample scores of a complete cell in sample order (NaN where not finite)."""
-    return np.array([np.nan if v is None else v for u in units for v in u["scores"]], dtype=np.float64)
+def _sample_scores(planned: list[Unit], found: list[dict | None]) -> np.ndarray:
+    """A cell's per-sample scores in sample order, NaN where not finite or not computed yet (an unfinished run or
+    a missing shard), so that pairs and ranks use exactly the samples both sides scored."""
+    parts = [np.full(unit.rows.stop - unit.rows.start, np.nan) if record is None
+             else np.array([np.nan if v is None else v for v in record["scores"]], dtype=np.float64)
+             for unit, record in zip(planned, found)]
+    return np.concatenate(parts)
 
 
 def _rank_frequencies(row: list[Cell], scores: dict, direction: str) -> None:
@@ -331,8 +335,8 @@ def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: P
                 cell = _cell(metric_label, model_label, explainer_label, explainer.method, found,
                              sum(unit.rows.stop - unit.rows.start for unit in cell_units))
                 cell.paper, cell.paper_rank = paper_row.get(explainer.method), paper_ranks.get(explainer.method)
-                if cell.status == "ok":
-                    scores[(model_label, explainer_label, metric_label)] = _sample_scores(found)
+                if cell.status in ("ok", "incomplete"):
+                    scores[(model_label, explainer_label, metric_label)] = _sample_scores(cell_units, found)
                 row.append(cell)
             scored = [c for c in row if c.status in ("ok", "incomplete") and c.n]
             same_samples = len({c.scored for c in scored}) == 1
@@ -564,7 +568,7 @@ def claims_markdown(board: Leaderboard) -> str:
                          f"{shown.explainer}: {shown.ours}" if shown.explainer else shown.ours, shown.paper,
                          shown.reason])
         lines += _markdown_table(["claim", "metric", "verdicts", "ours", "paper", "reason"], rows) + [""]
-    return "\n".join(lines)
+    return "\n".join(lines) or "No verdicts: no claims were loaded, or no setting scored a claimed metric.\n"
 
 
 def _grouped(verdicts: list[Verdict]) -> dict[tuple[str, str], list[Verdict]]:

@@ -1,5 +1,5 @@
-"""Write a leaderboard's files: ``leaderboard.{md,csv,json,html}``, ``claims.md`` (the verdicts' summary, when there
-are verdicts) and ``figures/*.png``, each atomically."""
+"""Write a leaderboard's files: ``leaderboard.{md,csv,json,html}``, ``claims.md`` (the verdicts' summary) and
+``figures/*.png``, each atomically."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,9 +41,8 @@ def write_report(board: Leaderboard, results: list[Results], out: str | Path) ->
     files = {"leaderboard.md": to_markdown(board), "leaderboard.csv": to_csv(board), "leaderboard.json": to_json(board),
              "leaderboard.html": render_html(board, figures), CLAIMS: claims_markdown(board)}
     for name, text in files.items():
-        if text:
-            atomic_write_text(out / name, text)
-            written.append(out / name)
+        atomic_write_text(out / name, text)
+        written.append(out / name)
     return written
 
 

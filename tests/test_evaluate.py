@@ -560,7 +560,7 @@ def test_html_page_renders_in_headless_chromium(evaluated, tmp_path):
     body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
     figures = 1 + len(TINY["metrics"])
     assert f'data-images="{figures}"' in body and f'data-decoded="{figures}"' in body, body
-    assert f'data-tables="{1 + len(TINY["metrics"])}"' in body
+    assert f'data-tables="{3 + len(TINY["metrics"])}"' in body  # facts, diagnostics, claims, then one per metric
     rows = sum(len(spec.get("explainers", TINY["explainers"])) for spec in TINY["metrics"].values())
     assert f'data-rows="{rows}"' in body
     assert "deletion_zero: Deletion(baseline='zero', steps=4), lower is better" in dom

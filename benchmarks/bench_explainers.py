@@ -193,7 +193,7 @@ def run_rise(quick: bool = False, device: str = "cpu") -> dict:
 EVALUATIONS = Path(__file__).resolve().parents[1] / "evaluations"
 #: Samples of each paper config the precision study explains (RISE with 4000 masks costs ~1 s per 28x28 sample
 #: and ~40 s per 109x89 sample on one CPU thread, in fp32).
-PRECISION_SAMPLES = {"fashionmnist": 32, "celeba_mustache": 8}
+PRECISION_SAMPLES = {"fashionmnist": 16, "celeba_mustache": 4}
 #: Left out: Robustness-Sr explains every sample again at each step of its search (hours of RISE).
 PRECISION_SKIPPED = ("RobustnessSr",)
 
@@ -281,7 +281,7 @@ def rise_precision(samples: dict[str, int] = PRECISION_SAMPLES) -> dict:
     """How bf16 forwards change RISE on the paper configs (pretrained weights, the configs' RISE settings): maps
     (Spearman, max abs difference), the per-sample scores of every metric that scores RISE (except
     :data:`PRECISION_SKIPPED`), and whether the mean shifts would change a rank of the committed leaderboards."""
-    return {"name": "rise_precision", "command": "python -m benchmarks.bench_explainers --rise-precision",
+    return {"name": "rise_precision", "command": "python -m benchmarks.bench_explainers --rise-precision --threads 1",
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "configs": {name: _precision_of(name, n) for name, n in samples.items()}}
 
@@ -320,9 +320,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--rise-precision", action="store_true",
                         help="measure how bf16 changes RISE (writes benchmarks/results/rise-precision.json and .md)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.rise_precision:
         study = rise_precision()
         path = Path(__file__).resolve().parent / "results" / "rise-precision.json"

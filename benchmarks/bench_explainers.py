@@ -210,7 +210,8 @@ def _map_differences(fp32: np.ndarray, bf16: np.ndarray) -> dict:
 
 def _rank_changes(name: str, model: str, shifts: dict[str, dict]) -> dict:
     """RISE's mean in the committed 1000-sample leaderboard of ``name``/``model``, moved by each metric's shift (and by
-    the shift +- 2 standard errors): which ranks of the metric's row would change."""
+    the shift +- 2 standard errors): which ranks of the metric's row would change, and how far RISE's mean lies from
+    the nearest other explainer's (``gaps``)."""
     folder = EVALUATIONS / "results" / f"{name}-{model}"
     try:
         setting = build_leaderboard([read_results(folder)]).settings[0]
@@ -218,17 +219,19 @@ def _rank_changes(name: str, model: str, shifts: dict[str, dict]) -> dict:
         return {"error": f"no committed results at {folder}: {err}"}
     directions = {metric.label: metric.direction for metric in setting.metrics}
     changes: dict[str, list] = {}
+    gaps: dict[str, float] = {}
     for metric, shift in shifts.items():
         row = {c.explainer: c.mean for c in setting.cells if c.metric == metric and c.model == model and c.rank}
         if "rise" not in row:
             continue
+        gaps[metric] = min(abs(mean - row["rise"]) for explainer, mean in row.items() if explainer != "rise")
         before = competition_ranks(row, directions[metric])
         for moved in (shift["mean"], shift["mean"] - 2 * shift["se"], shift["mean"] + 2 * shift["se"]):
             after = competition_ranks({**row, "rise": row["rise"] + moved}, directions[metric])
             if after != before:
                 changes.setdefault(metric, []).append({"shift": moved, "before": before, "after": after})
     return {"source": str(folder.relative_to(EVALUATIONS.parent)), "samples": setting.samples,
-            "changed": changes}
+            "changed": changes, "gaps": gaps}
 
 
 def _precision_of(name: str, samples: int) -> dict:
@@ -293,9 +296,10 @@ def precision_markdown(study: dict) -> str:
              "config's settings, pretrained weights, the first samples of the config, each scored by every metric "
              "of the config that scores RISE (same seeds for both precisions); Robustness-Sr left out. shift: mean "
              "bf16 - fp32 score (± standard error); ranks: whether RISE's mean in the committed 1000-sample "
-             "leaderboard, moved by the shift (and by ± 2 se), changes any rank of the metric's row.", "",
+             "leaderboard, moved by the shift (and by ± 2 se), changes any rank of the metric's row, and in brackets "
+             "how far RISE's mean lies there from the nearest other explainer's.", "",
              "| config | model | samples | map Spearman min (median) | max abs diff / max abs, max (median) | "
-             "RISE bf16 / fp32 time | metric | fp32 mean | shift ± se | max abs shift | ranks |",
+             "RISE bf16 / fp32 time | metric | fp32 mean | shift ± se | max abs shift | ranks (gap to the nearest) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, config in study["configs"].items():
         for model, result in config["models"].items():
@@ -304,8 +308,9 @@ def precision_markdown(study: dict) -> str:
                     f"{m['max_abs_diff_over_max_abs_max']:.2e} ({m['max_abs_diff_over_max_abs_median']:.2e})",
                     f"{result['seconds']['bf16'] / result['seconds']['fp32']:.2f}x"]
             for metric, shift in result["scores"].items():
+                gap = result["ranks"].get("gaps", {}).get(metric)
                 ranks = ("no committed results" if changed is None else
-                         "**changed**" if metric in changed else "unchanged")
+                         "**changed**" if metric in changed else f"unchanged ({gap:.3g})")
                 lines.append("| " + " | ".join(head + [
                     metric, f"{shift['fp32_mean']:.4g}", f"{shift['mean']:+.2e} ± {shift['se']:.1e}",
                     f"{shift['max_abs']:.2e}", ranks]) + " |")

@@ -75,9 +75,12 @@ BENCHMARKS: dict[str, Callable[[bool, str], dict[str, Any]]] = {
     "export_inference": _module_run("bench_export"),
     "training": _module_run("bench_train"),
     "explainers": _explainers,
+    "rise": lambda quick, device: importlib.import_module("benchmarks.bench_explainers").run_rise(quick, device),
     "metrics_vs_quantus": _module_run("bench_metrics"),
     "dataset_epoch": _module_run("bench_data", uses_device=False),
     "evaluate_quick": lambda quick, device: importlib.import_module("benchmarks.bench_evaluate").run(),
+    "evaluate_slices": lambda quick, device: importlib.import_module("benchmarks.bench_evaluate").run_slices(
+        quick, device),
 }
 
 

@@ -42,7 +42,8 @@ def test_quick_suite_writes_valid_json_and_markdown(quick_suite):
     bounded = {name: sum(row["op"] is not None for row in result["targets"])
                for name, result in suite["benchmarks"].items()}
     assert bounded == {"groupsort2": 1, "export_inference": 2, "training": 3, "explainers": 2,  # issue 10's rows
-                       "metrics_vs_quantus": 2, "dataset_epoch": 0, "evaluate_quick": 0}
+                       "rise": 0, "metrics_vs_quantus": 3, "dataset_epoch": 0, "evaluate_quick": 0,
+                       "evaluate_slices": 0}
     for result in suite["benchmarks"].values():
         for case in result["cases"].values():
             for stats in case["stats"].values():
@@ -51,6 +52,18 @@ def test_quick_suite_writes_valid_json_and_markdown(quick_suite):
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| what")]
     assert len(rows) == sum(len(r["targets"]) for r in suite["benchmarks"].values())
     assert "quick mode" in table and "python -m benchmarks --quick" in table
+
+
+@pytest.mark.slow
+def test_quick_suite_times_every_stage_of_the_evaluation_slice(quick_suite):
+    _, out = quick_suite
+    result = json.loads((out / "smoke-quick.json").read_text())["benchmarks"]["evaluate_slices"]
+    values = result["cases"]["quick"]["values"]
+    assert {key for key in values if "/" in key} == {"explain/saliency", "explain/rise", "metric/deletion_zero",
+                                                     "metric/mufidelity_zero"}
+    assert all(seconds > 0 for seconds in values.values()) and result["params"]["note"] == "every cell scored"
+    assert values["run_seconds"] >= sum(seconds for key, seconds in values.items() if "/" in key)
+    assert [row["figure"] for row in result["targets"]] == ["run_seconds", "explain/rise", "metric/mufidelity_zero"]
 
 
 def test_bad_arguments_exit_2_with_one_line(capsys):

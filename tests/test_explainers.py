@@ -9,7 +9,7 @@ import torch
 from captum.attr import NoiseTunnel, Saliency
 from torch import nn
 
-from otnn_plugin import explain
+from otnn_plugin import explain, export_vanilla
 from otnn_plugin.explainers import EXPLAIN_METHODS, Rise, TransportCounterfactual, rise_masks
 
 
@@ -236,6 +236,37 @@ def test_centered_rise_subtracts_the_mean_masked_score_and_keeps_an_all_negative
     assert (centered < 0).any() and (centered > 0).any()
 
 
+@pytest.mark.parametrize("center", [False, True])
+def test_rise_on_convolutional_networks_equals_the_definition_and_leaves_them_as_they_were(
+        otnn, unconstrained, images, center):
+    """channels_last and inference_mode change the float summation order only (the previous implementation ran the
+    same arithmetic in the default layout); the model's parameters are the very same tensors afterwards."""
+    target = torch.tensor([0, 3, 7, 9])
+    masks = rise_masks(48, (28, 28), seed=5)
+    for model in (export_vanilla(otnn), unconstrained):
+        before = [(p.data_ptr(), p.stride()) for p in model.parameters()]
+        saliency = Rise(model).attribute(images, target, n_masks=48, batch_size=64, seed=5, center=center)
+        assert [(p.data_ptr(), p.stride()) for p in model.parameters()] == before
+        with torch.no_grad():  # all 4 x 48 masked images in one pass, default layout
+            outputs = model((images[:, None] * masks[None, :, None]).flatten(0, 1)).view(4, 48, -1)
+        scores = outputs.gather(2, target[:, None, None].expand(4, 48, 1))[..., 0]
+        scale = (scores.abs() @ masks.flatten(1)).max() / (48 * 0.5)  # the size of the terms summed
+        scores = scores - scores.mean(1, keepdim=True) if center else scores
+        expected = (scores @ masks.flatten(1)).view(4, 1, 28, 28) / (48 * 0.5)
+        torch.testing.assert_close(saliency, expected.expand_as(images), rtol=1e-5, atol=1e-5 * scale.item())
+
+
+def test_rise_in_bf16_stays_close_to_fp32_and_leaves_the_model_in_fp32(otnn, images):
+    model = export_vanilla(otnn)
+    fp32 = Rise(model).attribute(images, [0, 3, 7, 9], n_masks=64)
+    bf16 = Rise(model).attribute(images, [0, 3, 7, 9], n_masks=64, precision="bf16")
+    assert bf16.dtype == torch.float32 and all(p.dtype == torch.float32 for p in model.parameters())
+    assert not torch.equal(bf16, fp32)
+    torch.testing.assert_close(bf16, fp32, rtol=0, atol=0.02 * fp32.abs().max().item())  # bf16: 8 bits of mantissa
+    via_explain = explain(model, images, np.array([0, 3, 7, 9]), "rise", n_masks=64, precision="bf16")
+    np.testing.assert_array_equal(via_explain, bf16.numpy())
+
+
 def test_rise_masks_are_smooth_seeded_and_keep_the_probability():
     masks = rise_masks(2000, (28, 28), grid_size=7, probability=0.3, seed=3)
     assert masks.shape == (2000, 28, 28) and masks.min() >= 0 and masks.max() <= 1
@@ -269,6 +300,8 @@ def test_rise_rejects_bad_arguments(otnn, images):
         rise.attribute(images, target=0, n_masks=0)
     with pytest.raises(ValueError, match="batch_size"):
         rise.attribute(images, target=0, batch_size=0)
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        rise.attribute(images, target=0, precision="fp16")
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         rise.attribute(images.flatten(1), target=0)
 

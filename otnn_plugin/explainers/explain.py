@@ -164,13 +164,13 @@ def gradcam(model: nn.Module, inputs: Tensor, target: Tensor, *, layer: str | No
 @register_explainer
 def rise(
     model: nn.Module, inputs: Tensor, target: Tensor, *, n_masks: int = 4000, grid_size: int = 7,
-    probability: float = 0.5, batch_size: int = 256, seed: int = 0, center: bool = False,
+    probability: float = 0.5, batch_size: int = 256, seed: int = 0, center: bool = False, precision: str = "fp32",
 ) -> Tensor:
     """RISE with the paper's N = 4000 masks (A.4.1), signed as the scores are; ``center`` subtracts the mean masked
-    score."""
+    score; ``precision``: ``"fp32"`` or ``"bf16"`` forward passes."""
     return Rise(model).attribute(
         inputs, target, n_masks=n_masks, grid_size=grid_size, probability=probability, batch_size=batch_size,
-        seed=seed, center=center,
+        seed=seed, center=center, precision=precision,
     )
 
 

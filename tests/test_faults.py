@@ -138,7 +138,7 @@ def fake_samples(monkeypatch) -> torch.Tensor:
     returned tensor's memory, so that a test can spoil a sample."""
     x = torch.rand(4, 1, 28, 28)
     names = list(label_names("fashion_mnist"))
-    samples = [10, 11, 12, 13], x.numpy(), np.zeros(4, np.int64), names
+    samples = [10, 11, 12, 13], x.numpy(), np.zeros(4, np.int64), names, None  # no human maps
     monkeypatch.setattr(runner, "_samples", lambda config, data_dir: samples)
     return x
 

@@ -16,7 +16,8 @@ import yaml
 
 from .conftest import REPO
 
-SHIPPED_CONFIGS = sorted(p.stem for p in (REPO / "evaluations").glob("*.yaml") if p.name != "paper_numbers.yaml")
+SHIPPED_CONFIGS = sorted(p.stem for p in (REPO / "evaluations").glob("*.yaml")
+                         if p.name not in ("paper_numbers.yaml", "paper_claims.yaml"))
 
 
 def _run(args: list[str], cwd: Path, site: Path, registry: Path | None = None, timeout: int = 120):
@@ -91,7 +92,8 @@ def test_the_installed_wheel_ships_its_configs_and_reads_weights_from_otnn_regis
     assert facts["configs"] == SHIPPED_CONFIGS
     assert Path(facts["quick"]).is_relative_to(site) and Path(facts["paper"]).is_relative_to(site)
     assert facts["paper_source"] == yaml.safe_load((REPO / "evaluations" / "paper_numbers.yaml").read_text())["source"]
-    assert facts["quick_models"] == ["otnn_vgg_fashionmnist_small", "unconstrained_vgg_fashionmnist_small"]
+    assert facts["quick_models"] == ["otnn_vgg_fashionmnist_small", "unconstrained_vgg_fashionmnist_small",
+                                     "linear_fashionmnist"]
     assert facts["typo"].startswith("unknown evaluation config 'quik' (did you mean 'quick'?)"), facts["typo"]
     assert facts["registry"] == "None"  # a wheel has no registry of its own
     error = facts["error"]
@@ -157,4 +159,4 @@ def test_timm_lists_as_pretrained_exactly_the_registry_models(monkeypatch):
     from otnn_plugin import hub
 
     monkeypatch.delenv("OTNN_REGISTRY", raising=False)
-    assert sorted(timm.list_models(["otnn_*", "unconstrained_*"], pretrained=True)) == hub.registry_models()
+    assert sorted(timm.list_models(["otnn_*", "unconstrained_*", "linear_*"], pretrained=True)) == hub.registry_models()

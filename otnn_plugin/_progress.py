@@ -1,12 +1,13 @@
 """Progress bars that redraw in place on a terminal and stay short in log files."""
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress_bar"]
+__all__ = ["progress_bar", "datasets_bars_hidden"]
 
 #: Seconds between two redraws when stderr is a file or a pipe (a terminal redraws every 0.1 s).
 LOG_INTERVAL_S = 60.0
@@ -32,3 +33,21 @@ def progress_bar(iterable: Iterable | None = None, enabled: bool = True, **kwarg
     if sys.stderr.isatty():
         return tqdm(iterable, disable=not enabled, mininterval=0.1, **kwargs)
     return _LogBar(iterable, disable=not enabled, mininterval=LOG_INTERVAL_S, **kwargs)
+
+
+@contextlib.contextmanager
+def datasets_bars_hidden(hidden: bool = True) -> Iterator[None]:
+    """Hide the Hugging Face ``datasets`` progress bars (e.g. "Saving the dataset" while an Arrow cache is built) in
+    the body, when ``hidden``: a ``--quiet`` command prints none of its own bars, nor its libraries'."""
+    if not hidden:
+        yield
+        return
+    import datasets
+
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if shown:
+            datasets.enable_progress_bars()

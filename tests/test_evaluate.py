@@ -438,6 +438,25 @@ def test_weights_from_a_file_are_loaded(tmp_path, data_dir):
         prepare(load_config(write_config(tmp_path, models=models)), data_dir)
 
 
+def test_results_fingerprint_the_loaded_weights_not_their_export(tmp_path, data_dir):
+    """An OTNN is scored as ``export_vanilla`` of itself, whose QR-built kernels change in the last bits with the
+    thread count; the fingerprint in the results is of the weights as loaded, so a run resumes under any threads."""
+    import timm
+    from safetensors.torch import save_file
+
+    from otnn_plugin._fingerprint import weights_fingerprint
+
+    torch.manual_seed(5)
+    model = timm.create_model("otnn_vgg_fashionmnist_small").eval()
+    save_file(model.state_dict(), str(tmp_path / "otnn.safetensors"))
+    models = {"OTNN": {"model": "otnn_vgg_fashionmnist_small", "weights": "otnn.safetensors"}}
+    prepared = prepare(load_config(write_config(tmp_path, models=models)), data_dir)
+    assert "OTNN" in prepared.export_differences  # scored as its export
+    assert weights_fingerprint(prepared.models["OTNN"]) != weights_fingerprint(model)
+    assert prepared.fingerprints == {"OTNN": weights_fingerprint(model)}
+    assert runner._header(prepared, None)["weights"] == prepared.fingerprints
+
+
 # --- shipped configs and the paper's numbers ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["quick", "fashionmnist", "celeba_mustache"])

@@ -12,6 +12,8 @@ import sys
 
 import torch
 
+from .._progress import datasets_bars_hidden
+
 #: Subcommand modules (every public module of this package); each defines ``register(subparsers)``,
 #: which adds a parser with ``func=run``.
 COMMANDS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if "threads" in args:
         set_threads(args.threads)
     try:
-        return args.func(args) or 0
+        with datasets_bars_hidden(getattr(args, "quiet", False)):
+            return args.func(args) or 0
     except (ValueError, KeyError, OSError) as err:
         message = str(err.args[0] if isinstance(err, KeyError) and err.args else err).strip()
         print(f"otnn {args.command}: error: {message.splitlines()[0] if message else type(err).__name__}",

@@ -20,7 +20,7 @@ import math
 import random
 from itertools import groupby
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -63,6 +63,9 @@ class EvaluationSetup:
     export_differences: dict[str, float]
     diagnostics: dict[str, dict[str, Any]]
     human_maps: np.ndarray | None = None
+    #: label -> :func:`weights_fingerprint` of the weights as loaded, before any export (whose QR-built kernels
+    #: differ in the last bits with the thread count).
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,11 +165,12 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
     check_finite(torch.from_numpy(x), f"the {config.dataset} {config.split} samples", "repair the dataset", indices)
     first = torch.as_tensor(x[:config.batch_size], device=device)
     side_of = None if config.label is None else names.index(config.label)
-    loaded, differences = {}, {}
+    loaded, differences, fingerprints = {}, {}, {}
     for spec in config.models.values():
         if models and spec.label not in models:
             continue
         model = _load_model(spec, config).to(device).eval()
+        fingerprints[spec.label] = weights_fingerprint(model)
         outputs = _checked_outputs(spec, model, first, len(names), indices)
         if is_otnn(model):
             model = export_vanilla(model)
@@ -179,7 +183,8 @@ def prepare(config: EvalConfig, data_dir: str | Path | None = None, models: list
         loaded[spec.label] = model if side_of is None else LabelSides(model, side_of)
     target_names = names if side_of is None else side_names(config.label)
     diagnostics = {label: model_diagnostics(model, x, y, device) for label, model in loaded.items()}
-    return EvaluationSetup(config, device, indices, x, y, target_names, loaded, differences, diagnostics, maps)
+    return EvaluationSetup(config, device, indices, x, y, target_names, loaded, differences, diagnostics, maps,
+                           fingerprints)
 
 
 def model_diagnostics(model: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device) -> dict[str, Any]:
@@ -249,7 +254,7 @@ def _header(prepared: EvaluationSetup, shard: Shard | None) -> dict[str, Any]:
         "name": config.name, "description": config.description, "config_hash": config.content_hash(),
         "config": config.content(), "indices": prepared.indices, "targets": prepared.y.tolist(),
         "target_names": prepared.target_names,
-        "weights": {label: weights_fingerprint(model) for label, model in prepared.models.items()},
+        "weights": prepared.fingerprints,
         "diagnostics": prepared.diagnostics,
         **({"shard": [shard.index, shard.count]} if shard is not None else {}),
     }

@@ -66,6 +66,26 @@ def test_quick_suite_times_every_stage_of_the_evaluation_slice(quick_suite):
     assert [row["figure"] for row in result["targets"]] == ["run_seconds", "explain/rise", "metric/mufidelity_zero"]
 
 
+def test_budget_study_trains_each_variant_alike_and_reports_means_and_ratios(monkeypatch, data_dir):
+    """``benchmarks.bench_budget`` on a tiny budget: real training, figures in range, and a table whose means and
+    twin ratios are those of its runs."""
+    import benchmarks.bench_budget as budget
+
+    monkeypatch.setenv("OTNN_DATA_DIR", str(data_dir))
+    monkeypatch.setitem(budget.BUDGET, "train_limit", 256)
+    monkeypatch.setitem(budget.BUDGET, "test_limit", 64)
+    monkeypatch.setitem(budget.BUDGET, "epochs", 1)
+    monkeypatch.setattr(budget, "SEEDS", (0,))
+    result = budget.run(["twin", "Eq. 4"])
+    otnn = result["variants"]["Eq. 4"]["runs"][0]
+    assert 0 <= otnn["accuracy"] <= 1 and 0 < otnn["mean_grad_norm"] <= 1 + 1e-3 and otnn["epoch_seconds"] > 0
+    result["variants"]["twin"]["runs"] = [dict(otnn, epoch_seconds=2.0), dict(otnn, epoch_seconds=4.0)]
+    result["variants"]["Eq. 4"]["runs"] = [dict(otnn, accuracy=0.5, epoch_seconds=6.0),
+                                           dict(otnn, accuracy=0.7, epoch_seconds=6.0)]
+    row = next(line for line in budget.render_markdown(result).splitlines() if line.startswith("| Eq. 4 |"))
+    assert "| 0.600 (0.500, 0.700) |" in row and row.endswith("| 6 | 2.00x |")
+
+
 def test_bad_arguments_exit_2_with_one_line(capsys):
     assert main(["--only", "nonsense"]) == 2
     assert "unknown benchmark(s) nonsense" in capsys.readouterr().err

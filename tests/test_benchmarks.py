@@ -83,7 +83,7 @@ def test_budget_study_trains_each_variant_alike_and_reports_means_and_ratios(mon
     result["variants"]["Eq. 4"]["runs"] = [dict(otnn, accuracy=0.5, epoch_seconds=6.0),
                                            dict(otnn, accuracy=0.7, epoch_seconds=6.0)]
     row = next(line for line in budget.render_markdown(result).splitlines() if line.startswith("| Eq. 4 |"))
-    assert "| 0.600 (0.500, 0.700) |" in row and row.endswith("| 6 | 2.00x |")
+    assert "| 0.600 (0.500, 0.700) |" in row and "| 0.1: " in row and row.endswith("| 6 | 2.00x |")
 
 
 def test_bad_arguments_exit_2_with_one_line(capsys):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 from deel import torchlip
-from deel.torchlip import ScaledAdaptiveAvgPool2d, SpectralConv2d, SpectralLinear
+from deel.torchlip import FrobeniusLinear, ScaledAdaptiveAvgPool2d, SpectralConv2d, SpectralLinear
 from torch import nn
 from torch.nn.modules.utils import _pair
 
@@ -23,6 +23,7 @@ __all__ = [
     "group_sort2",
     "SpectralConv2d",
     "SpectralLinear",
+    "FrobeniusLinear",
     "ScaledL2NormPool2d",
     "l2_norm_pool2d",
     "ScaledAdaptiveAvgPool2d",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 #: Layer types whose presence marks a network as built from 1-Lipschitz blocks.
-LIPSCHITZ_LAYERS = (SpectralConv2d, SpectralLinear, OrthogonalConv2d)
+LIPSCHITZ_LAYERS = (SpectralConv2d, SpectralLinear, FrobeniusLinear, OrthogonalConv2d)
 
 #: The integer type of each float type's width: gradients are routed by moving their bits, never their values.
 _BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator
 
 import torch
@@ -20,12 +21,19 @@ from torch.nn import functional as F
 from .layers import LIPSCHITZ_LAYERS
 from .orthogonal import OrthogonalConv2d
 
-__all__ = ["is_otnn", "explaining", "layer_operator_norms", "input_gradient_norms", "lipschitz_report"]
+__all__ = ["is_otnn", "output_gap_lipschitz", "explaining", "layer_operator_norms", "input_gradient_norms", "lipschitz_report"]
 
 
 def is_otnn(model: nn.Module) -> bool:
     """True for a network built from 1-Lipschitz layers, including one exported by ``export_vanilla``."""
     return bool(getattr(model, "is_lipschitz", False)) or any(isinstance(m, LIPSCHITZ_LAYERS) for m in model.modules())
+
+
+def output_gap_lipschitz(model: nn.Module) -> float:
+    """A Lipschitz bound of ``f_i - f_j`` for an OTNN's outputs ``i != j``: sqrt(2) when the whole output is
+    1-Lipschitz (orthonormal head rows), 2 when each head is 1-Lipschitz on its own (``head='disjoint'``). A
+    multiclass prediction is certified within L2 radius ``(f_top - f_second) / output_gap_lipschitz(model)``."""
+    return 2.0 if getattr(model, "head_type", "orthogonal") == "disjoint" else math.sqrt(2)
 
 
 @contextlib.contextmanager

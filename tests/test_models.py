@@ -14,7 +14,7 @@ import otnn_plugin
 from otnn_plugin.layers import GroupSort2, SpectralConv2d, SpectralLinear, group_sort2
 from otnn_plugin.models import VGGNet
 from otnn_plugin.orthogonal import OrthogonalConv2d
-from otnn_plugin.lipschitz import explaining, input_gradient_norms, is_otnn, layer_operator_norms
+from otnn_plugin.lipschitz import explaining, input_gradient_norms, is_otnn, layer_operator_norms, output_gap_lipschitz
 
 from .conftest import train_a_little
 
@@ -95,6 +95,34 @@ def test_otnn_is_1_lipschitz(pair, kwargs):
     print(f"{pair}: mean ||grad f_k|| = {grads.mean():.4f}, max layer norm = {max(layers.values()):.4f}")
 
 
+@pytest.mark.parametrize("head", ["orthogonal", "disjoint"])
+def test_each_head_is_1_lipschitz_and_output_gaps_respect_their_bound(head):
+    """Orthogonal heads (orthonormal rows) keep the whole output 1-Lipschitz; disjoint heads (unit rows) only each
+    ``f_k``, so ``f_i - f_j`` is 2-Lipschitz, not sqrt(2): the certified radius divides by the right bound."""
+    model = build("otnn_vgg_fashionmnist_small", head=head)
+    train_a_little(model, (1, 28, 28))
+    with torch.no_grad():  # two opposite rows: the worst case for a gap, possible with disjoint heads only
+        model.head.parametrizations.weight.original[1] = -model.head.parametrizations.weight.original[0]
+    inputs = torch.rand(8, 1, 28, 28)
+    assert input_gradient_norms(model, inputs).max() <= 1 + TOL
+    layers = layer_operator_norms(model, (1, 28, 28), n_iter=60)
+    assert max(norm for name, norm in layers.items() if name != "head") <= 1 + TOL
+    assert torch.allclose(model.head.weight.norm(dim=1), torch.ones(10), atol=1e-4)
+    with explaining(model):
+        x = inputs.clone().requires_grad_(True)
+        out = model(x)
+        (grad,) = torch.autograd.grad((out[:, 0] - out[:, 1]).sum(), x)
+    gap_norms = grad.flatten(1).norm(dim=1)
+    assert gap_norms.max() <= output_gap_lipschitz(model) + TOL
+    assert output_gap_lipschitz(model) == (2.0 if head == "disjoint" else math.sqrt(2))
+    if head == "disjoint":  # opposite rows: on gradient-preserving features the gap's slope reaches 2, past sqrt(2)
+        assert torch.isclose((model.head.weight[0] - model.head.weight[1]).norm(), torch.tensor(2.0), atol=1e-4)
+    exported = otnn_plugin.export_vanilla(model)
+    with torch.no_grad():
+        assert (exported(inputs) - model.eval()(inputs)).abs().max() <= 1e-5
+    assert output_gap_lipschitz(exported) == output_gap_lipschitz(model)
+
+
 def test_lipschitz_checks_catch_an_unconstrained_network():
     twin = build("unconstrained_mlp_snowflake")
     with torch.no_grad():
@@ -167,6 +195,8 @@ def test_timm_api(name):
 def test_bad_arguments_give_clear_errors():
     with pytest.raises(ValueError, match="too small"):
         timm.create_model("otnn_vgg_celeba", img_size=(16, 16))
+    with pytest.raises(ValueError, match="head must be one of orthogonal, disjoint"):
+        timm.create_model("otnn_vgg_fashionmnist_small", head="frobenius")
     with pytest.raises(ValueError, match="even hidden widths"):
         timm.create_model("otnn_mlp_snowflake", hidden=(3,))
     with pytest.raises(ValueError, match="batch, features"):

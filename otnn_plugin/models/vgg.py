@@ -22,12 +22,13 @@ from timm.models import build_model_with_cfg, register_model
 from torch import nn
 
 from ..labels import CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
-from ..layers import GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d, SpectralConv2d, SpectralLinear
+from ..layers import (FrobeniusLinear, GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d, SpectralConv2d,
+                      SpectralLinear)
 from ..orthogonal import PADDING_MODES, OrthogonalConv2d
 from ..spectral import smooth_orthogonal_init_
 from ._common import check_pretrained, default_cfg, generate_cfgs, pretrained_cfg_of, with_pretrained_file
 
-__all__ = ["VGGSpec", "VGGNet", "CONV_TYPES", "CONV_INITS"]
+__all__ = ["VGGSpec", "VGGNet", "CONV_TYPES", "CONV_INITS", "HEAD_TYPES"]
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,20 @@ def _dense_block(in_features: int, out_features: int, lipschitz: bool) -> list[n
     return [nn.Linear(in_features, out_features, bias=False), nn.BatchNorm1d(out_features), nn.ReLU(inplace=True)]
 
 
-def _classifier(in_features: int, num_classes: int, lipschitz: bool) -> nn.Module:
+def _classifier(in_features: int, num_classes: int, lipschitz: bool, head: str = "orthogonal") -> nn.Module:
     if num_classes <= 0:
         return nn.Identity()
-    return SpectralLinear(in_features, num_classes) if lipschitz else nn.Linear(in_features, num_classes)
+    if not lipschitz:
+        return nn.Linear(in_features, num_classes)
+    if head == "disjoint":
+        return FrobeniusLinear(in_features, num_classes, disjoint_neurons=True)
+    return SpectralLinear(in_features, num_classes)
 
 
+#: OTNN heads: ``orthogonal`` (the paper's SpectralLinear: orthonormal rows, the whole output 1-Lipschitz) or
+#: ``disjoint`` (each row of unit norm on its own: each ``f_k`` a 1-Lipschitz one-vs-all classifier, as Sec. 4
+#: defines the multiclass OTNN, without forcing the heads to be orthogonal to each other).
+HEAD_TYPES = ("orthogonal", "disjoint")
 #: OTNN convolutions: ``bcop`` (orthogonal, gradient-norm preserving) or the paper's ``spectral`` (deel-torchlip).
 CONV_TYPES = ("bcop", "spectral")
 #: Initialisations of the ``spectral`` convolutions: ``smooth`` (gain-preserving, see :mod:`otnn_plugin.spectral`)
@@ -120,7 +129,9 @@ class VGGNet(nn.Module):
     gradients. ``padding_mode`` (``bcop`` only): ``'circular'`` keeps every convolution exactly orthogonal,
     ``'zeros'`` is the paper's padding. ``conv_init`` (``spectral`` only): ``'smooth'`` (default) keeps a deep
     stack's gradient (``||grad f|| ~ 0.04`` at init for Table 6 instead of ``~6e-7``), ``'orthogonal'`` is
-    deel-torchlip's own.
+    deel-torchlip's own. ``head`` (OTNN only): ``'orthogonal'`` (default, Tables 6-7's SDense) or ``'disjoint'``, see
+    :data:`HEAD_TYPES`; with disjoint heads ``f_i - f_j`` is 2-Lipschitz instead of sqrt(2)-Lipschitz
+    (:func:`otnn_plugin.lipschitz.output_gap_lipschitz`).
     """
 
     def __init__(
@@ -133,6 +144,7 @@ class VGGNet(nn.Module):
         conv: str = "bcop",
         padding_mode: str = "circular",
         conv_init: str = "smooth",
+        head: str = "orthogonal",
     ) -> None:
         super().__init__()
         if spec.downsample not in ("pool", "stride"):
@@ -143,9 +155,12 @@ class VGGNet(nn.Module):
             raise ValueError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
         if conv_init not in CONV_INITS:
             raise ValueError(f"conv_init must be one of {', '.join(CONV_INITS)}, got {conv_init!r}")
+        if head not in HEAD_TYPES:
+            raise ValueError(f"head must be one of {', '.join(HEAD_TYPES)}, got {head!r}")
         height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.spec = spec
         self.is_lipschitz = lipschitz
+        self.head_type = head
         self.num_classes = num_classes
         self.img_size = (height, width)
 
@@ -189,7 +204,7 @@ class VGGNet(nn.Module):
             in_features = hidden
         self.pre_logits = nn.Sequential(*dense)
         self.head_hidden_size = in_features
-        self.head = _classifier(in_features, num_classes, lipschitz)
+        self.head = _classifier(in_features, num_classes, lipschitz, head)
 
     def get_classifier(self) -> nn.Module:
         return self.head
@@ -198,7 +213,7 @@ class VGGNet(nn.Module):
         if global_pool is not None:
             raise ValueError("the pooling of a VGGNet is fixed by its architecture; pass global_pool=None")
         self.num_classes = num_classes
-        self.head = _classifier(self.head_hidden_size, num_classes, self.is_lipschitz)
+        self.head = _classifier(self.head_hidden_size, num_classes, self.is_lipschitz, self.head_type)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:

@@ -3,17 +3,16 @@ accuracy for OTNNs, and the mean input-gradient norm.
 
 Certificates: an OTNN ``f`` is 1-Lipschitz in L2, so a binary or per-label decision ``sign f_l(x)`` cannot change
 within radius ``|f_l(x)|`` (paper Sec. 2); a multiclass decision cannot change within
-``(f_top(x) - f_second(x)) / sqrt(2)`` (``f_i - f_j`` is sqrt(2)-Lipschitz).
+``(f_top(x) - f_second(x)) / sqrt(2)`` (``f_i - f_j`` is sqrt(2)-Lipschitz; 2 with disjoint heads, see
+:func:`otnn_plugin.lipschitz.output_gap_lipschitz`).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 
 from ..diagnostics import transport_diagnostics
-from ..lipschitz import explaining, input_gradient_norms, is_otnn
+from ..lipschitz import explaining, input_gradient_norms, is_otnn, output_gap_lipschitz
 
 __all__ = ["correct_predictions", "evaluate", "test_diagnostics"]
 
@@ -43,7 +42,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, radi
         correct = correct_predictions(out, y, task)
         if task == "multiclass":
             top2 = out.topk(2, dim=1).values
-            radius = (top2[:, 0] - top2[:, 1]) / math.sqrt(2)
+            radius = (top2[:, 0] - top2[:, 1]) / output_gap_lipschitz(model)
             scores = {"accuracy": correct.float().mean().item()}
         elif task == "multilabel":
             positive, predicted = y > 0.5, out > 0

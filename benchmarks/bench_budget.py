@@ -11,7 +11,7 @@ variant runs with every seed of :data:`SEEDS` (initialisation, subset and shuffl
 These are budget figures, not converged ones: they rank choices at equal cost, they do not predict a full run's
 accuracy (the paper trains 200 epochs on 60,000 images).
 
-Run: ``python -m benchmarks.bench_budget --threads 1`` (about 25 min on one CPU thread); writes
+Run: ``python -m benchmarks.bench_budget --threads 1`` (about 35 min on one CPU thread); writes
 ``benchmarks/results/budget.json`` and ``budget.md``. ``--variants NAME...`` runs some only (not written).
 """
 from __future__ import annotations
@@ -49,6 +49,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
                        "Eq. 5's softmax closer to a max over the other classes"),
     "Eq. 4": (OTNN, {"loss": "hkr_multiclass", "loss_args": {"lam": 10.0, "margin": 0.5}},
               "the one-vs-all hinge of Eq. 4, fixed margin 0.5 (Table 8: 72.2%)"),
+    "disjoint head": (OTNN, {"model_args": {"head": "disjoint"}}, "head rows of unit norm each, not orthonormal"),
+    "disjoint head, lam 100": (OTNN, {"model_args": {"head": "disjoint"}, "loss_args": {"alpha": 0.01, "lam": 100.0}},
+                               "both changes above"),
 }
 
 

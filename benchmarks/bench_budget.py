@@ -95,7 +95,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"{', '.join(map(str, result['seeds']))} (mean, and each seed in brackets). Mean ‖∇f_y‖ and the Prop. 2 "
         "ratio on the first 256 test images (1 and 0 at the hKR optimum). Certified accuracy (OTNNs): the fraction "
         "of test images classified right with an output gap that no L2 perturbation of that radius can close. "
-        "Budget figures rank choices at equal cost; they do not predict a converged run.",
+        "Budget figures rank choices at equal cost; they do not predict a converged run. Epoch seconds are timed one "
+        "variant after another, not interleaved: on a shared machine they follow its load, and "
+        "`python -m benchmarks.bench_train` gives the step-cost ratios.",
         "",
         "| variant | what changes | test accuracy | certified at L2 radius | mean ‖∇f_y‖ | Prop. 2 ratio | "
         "epoch seconds | / twin |",

@@ -38,6 +38,14 @@ GROUPS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "fashion_otnn": ("fashionmnist_budget_otnn", []),
         "fashion_twin": ("fashionmnist_budget_unconstrained", []),
     },
+    # The two ends of the CPU budget study's accuracy / transport-regime trade-off (benchmarks/results/budget.md),
+    # trained as long as the budget allows: the BCOP step is launch-bound on a GPU (76 ms at batch 128 and 1024 alike
+    # on the H200), so batch 512 sees 4x the images per second of batch 128.
+    "fashion_long": {
+        "fashion_small_otnn_b512": ("fashionmnist_small_otnn", ["--batch-size", "512", "--lr", "0.002"]),
+        "fashion_small_otnn_disjoint_b512": ("fashionmnist_small_otnn", ["--batch-size", "512", "--lr", "0.002",
+                                                                         "--model-arg", "head=disjoint"]),
+    },
 }
 CALIBRATION_IMAGES, CALIBRATION_TEST = 1024, 256
 #: Seconds kept after training for the final diagnostics, the model card and the registry folder.

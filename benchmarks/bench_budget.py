@@ -1,17 +1,18 @@
-"""What one fixed CPU budget buys a Fashion-MNIST OTNN (issue 18): each convolution and each loss setting, trained alike.
+"""What one fixed CPU budget buys a Fashion-MNIST OTNN (issue 18): each convolution, head and loss setting, alike.
 
 Every variant is a shipped small Fashion-MNIST recipe with one change (:data:`VARIANTS`), trained for the same
 budget (:data:`BUDGET`: a seeded subset of 12,000 training images, 2 epochs, Adam 3e-3 with a cosine decay, batch 128)
-and scored on 2,000 test images: test accuracy, certified accuracy at the recipe's L2 radii (for an OTNN, a sample
-whose output gap exceeds the radius cannot change class within it: the lam trade-off of Sec. 4), the transport-regime figures of :mod:`otnn_plugin.diagnostics`
-on the first 256 of them (mean ``||grad f_y||``, 1 at the hKR optimum; Prop. 2 ratio, 0 there) and the training
-seconds per epoch, also as a ratio to the unconstrained twin's trained alike (cross-entropy, its own recipe). Each
-variant runs with every seed of :data:`SEEDS` (initialisation, subset and shuffle).
+and scored on 2,000 test images: test accuracy; certified accuracy at the recipe's L2 radii (an OTNN's prediction
+whose output gap exceeds the radius cannot change within it: the lam trade-off of Sec. 4); the transport-regime
+figures of :mod:`otnn_plugin.diagnostics` on the first 256 of them (mean ``||grad f_y||``, 1 at the hKR optimum;
+Prop. 2 ratio, 0 there); and the training seconds per epoch, also as a ratio to the unconstrained twin's trained
+alike (cross-entropy, its own recipe). Each variant runs with every seed of :data:`SEEDS` (initialisation, subset
+and shuffle).
 
 These are budget figures, not converged ones: they rank choices at equal cost, they do not predict a full run's
 accuracy (the paper trains 200 epochs on 60,000 images).
 
-Run: ``python -m benchmarks.bench_budget --threads 1`` (about 35 min on one CPU thread); writes
+Run: ``python -m benchmarks.bench_budget --threads 1`` (about 40 min on one CPU thread); writes
 ``benchmarks/results/budget.json`` and ``budget.md``. ``--variants NAME...`` runs some only (not written).
 """
 from __future__ import annotations

@@ -21,7 +21,9 @@ from torch.nn import functional as F
 from .layers import LIPSCHITZ_LAYERS
 from .orthogonal import OrthogonalConv2d
 
-__all__ = ["is_otnn", "output_gap_lipschitz", "explaining", "layer_operator_norms", "input_gradient_norms", "lipschitz_report"]
+__all__ = [
+    "is_otnn", "output_gap_lipschitz", "explaining", "layer_operator_norms", "input_gradient_norms", "lipschitz_report",
+]
 
 
 def is_otnn(model: nn.Module) -> bool:

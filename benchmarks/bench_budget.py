@@ -13,7 +13,8 @@ These are budget figures, not converged ones: they rank choices at equal cost, t
 accuracy (the paper trains 200 epochs on 60,000 images).
 
 Run: ``python -m benchmarks.bench_budget --threads 1`` (about 40 min on one CPU thread); writes
-``benchmarks/results/budget.json`` and ``budget.md``. ``--variants NAME...`` runs some only (not written).
+``benchmarks/results/budget.json``, ``budget.md`` and ``budget.png`` (test accuracy against mean ``||grad f_y||``,
+the trade-off in one picture). ``--variants NAME...`` runs some only (not written).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 
 from otnn_plugin._environment import cpu_name
 from otnn_plugin._files import atomic_write_text
@@ -120,6 +122,30 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Test accuracy against mean ``||grad f_y||`` for every OTNN variant (each seed a dot, the mean labelled), the
+    twin's accuracy as a line: up is accuracy, right is the transport regime (1 at the hKR optimum)."""
+    figure = Figure(figsize=(7.5, 5))
+    axes = figure.add_subplot()
+    for index, (name, variant) in enumerate(result["variants"].items()):
+        runs = variant["runs"]
+        if name == "twin":
+            axes.axhline(_mean(runs, "accuracy"), color="grey", linestyle="--", label="unconstrained twin")
+            continue
+        dots = axes.scatter([r["mean_grad_norm"] for r in runs], [r["accuracy"] for r in runs], s=18)
+        axes.annotate(name, (_mean(runs, "mean_grad_norm"), _mean(runs, "accuracy")), fontsize=8,
+                      xytext=(5, 3 if index % 2 else -9), textcoords="offset points", color=dots.get_facecolor()[0])
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("mean ‖∇f_y‖ on 256 test images (1 at the hKR optimum)")
+    axes.set_ylabel("test accuracy")
+    budget = result["budget"]
+    axes.set_title(f"small Fashion-MNIST OTNN: {budget['train_limit']} images, {budget['epochs']} epochs, "
+                   f"seeds {', '.join(map(str, result['seeds']))}", fontsize=10)
+    axes.legend(loc="lower left", fontsize=8)
+    figure.text(0.01, 0.005, result["command"], fontsize=7, color="grey")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_budget", description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="run these only (nothing is written)")
@@ -132,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.variants:
         atomic_write_text(RESULTS / "budget.json", json.dumps(result, indent=1) + "\n")
         atomic_write_text(RESULTS / "budget.md", markdown)
+        plot(result, RESULTS / "budget.png")
     print(markdown)
     return 0
 

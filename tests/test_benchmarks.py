@@ -66,7 +66,7 @@ def test_quick_suite_times_every_stage_of_the_evaluation_slice(quick_suite):
     assert [row["figure"] for row in result["targets"]] == ["run_seconds", "explain/rise", "metric/mufidelity_zero"]
 
 
-def test_budget_study_trains_each_variant_alike_and_reports_means_and_ratios(monkeypatch, data_dir):
+def test_budget_study_trains_each_variant_alike_and_reports_means_and_ratios(monkeypatch, data_dir, tmp_path):
     """``benchmarks.bench_budget`` on a tiny budget: real training, figures in range, and a table whose means and
     twin ratios are those of its runs."""
     import benchmarks.bench_budget as budget
@@ -84,6 +84,8 @@ def test_budget_study_trains_each_variant_alike_and_reports_means_and_ratios(mon
                                            dict(otnn, accuracy=0.7, epoch_seconds=6.0)]
     row = next(line for line in budget.render_markdown(result).splitlines() if line.startswith("| Eq. 4 |"))
     assert "| 0.600 (0.500, 0.700) |" in row and "| 0.1: " in row and row.endswith("| 6 | 2.00x |")
+    budget.plot(result, tmp_path / "budget.png")
+    assert (tmp_path / "budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_arguments_exit_2_with_one_line(capsys):

@@ -17,14 +17,14 @@ Speed: the forward passes are nearly all the cost (building the masks is under 1
 ``torch.inference_mode`` with a model's 4-d weights and the masked images in ``channels_last`` layout, restored
 after the call (1.5-1.7x on the unconstrained VGGs on one CPU thread, about 1.0-1.1x on the exported OTNNs, whose
 circular padding and GroupSort2 cost more in that layout). ``precision="bf16"`` runs the forwards under bfloat16
-autocast; the scores are accumulated in the inputs' dtype either way (see benchmarks/results/rise_bf16.md for how
-much bf16 changes the maps).
+autocast; the scores are accumulated in the inputs' dtype either way (see benchmarks/results/rise-precision.md for
+how much bf16 changes the maps).
 """
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator, Literal
+from typing import Iterator, Literal, get_args
 
 import torch
 from captum.attr import PerturbationAttribution
@@ -129,7 +129,7 @@ class Rise(PerturbationAttribution):
             raise ValueError(f"RISE masks images (N, C, H, W), got inputs of shape {tuple(inputs.shape)}")
         if batch_size < 1:
             raise ValueError(f"batch_size (masked images per forward pass) must be >= 1, got {batch_size}")
-        if precision not in ("fp32", "bf16"):
+        if precision not in get_args(Precision):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         batch, size = len(inputs), (inputs.shape[2], inputs.shape[3])
         target = format_target(target, batch, inputs.device)

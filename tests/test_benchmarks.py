@@ -88,6 +88,23 @@ def test_budget_study_trains_each_variant_alike_and_reports_means_and_ratios(mon
     assert (tmp_path / "budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_budget_study_merges_a_partial_rerun_only_into_a_study_measured_alike(tmp_path):
+    import benchmarks.bench_budget as budget
+
+    def study(rows: dict, **keys) -> dict:
+        base = {"budget": dict(budget.BUDGET), "seeds": list(budget.SEEDS), "cpu": "cpu A", "threads": 1}
+        return {**base, **keys, "variants": {name: {"runs": [value]} for name, value in rows.items()}}
+
+    path = tmp_path / "budget.json"
+    assert budget.merge(study({"shallow": 1}), path) is None
+    path.write_text(json.dumps(study({"twin": 0, "shipped": 0, "shallow": 0})))
+    merged = budget.merge(study({"shallow": 1, "Eq. 4": 2}), path)
+    assert list(merged["variants"]) == ["twin", "shipped", "Eq. 4", "shallow"]  # the order of VARIANTS
+    assert [merged["variants"][name]["runs"] for name in ("twin", "Eq. 4", "shallow")] == [[0], [2], [1]]
+    assert budget.merge(study({"shallow": 1}, cpu="cpu B"), path) is None
+    assert budget.merge(study({"shallow": 1}, threads=2), path) is None
+
+
 def test_bad_arguments_exit_2_with_one_line(capsys):
     assert main(["--only", "nonsense"]) == 2
     assert "unknown benchmark(s) nonsense" in capsys.readouterr().err

@@ -6,6 +6,9 @@ Both families have the same layer sizes. The OTNN uses orthogonal convolutions (
 uses ``Conv2d`` + ``BatchNorm`` + ``ReLU`` and average pooling.
 
 * ``*_vgg_fashionmnist``: Table 7 (3x96, stride-2 conv, 3x192, stride-2 conv, 3x384, global pool, dense 10).
+* ``*_vgg_fashionmnist_shallow``: not in the paper; two conv stages (16, 32) with 2x2 pooling and a dense 64, the
+  shape of deel-torchlip's Fashion-MNIST tutorial network. At equal CPU budget it fits and reaches the transport
+  regime much faster than the deep Table 7 stack (``benchmarks/bench_budget.py``).
 * ``*_vgg_celeba``: Table 6 (16-16 / 32-32 / 64x3 / 128x3 / 128x3 with pooling, dense 256-256-22),
   built at 3x109x89 (the resolution of our trained weights) unless ``img_size=(218, 178)`` asks for the paper's.
 * ``*_vgg_imagenet``: a VGG-style stack for 3x224x224 ImageNet (:data:`IMAGENET`), ``num_classes=1000``;
@@ -60,6 +63,8 @@ class VGGSpec:
 
 
 FASHIONMNIST = VGGSpec(stages=((96,) * 4, (192,) * 4, (384,) * 3), downsample="stride", global_pool=True)
+#: Not in the paper: deel-torchlip's Fashion-MNIST tutorial shape, two conv stages with pooling and one dense layer.
+FASHIONMNIST_SHALLOW = VGGSpec(stages=((16,), (32,)), downsample="pool", global_pool=False, hidden=(64,))
 CELEBA = VGGSpec(
     stages=((16, 16), (32, 32), (64,) * 3, (128,) * 3, (128,) * 3), downsample="pool", global_pool=False,
     hidden=(256, 256),
@@ -274,10 +279,10 @@ _IMAGENET = dict(
 # The CelebA models' one config is that of the weights we trained (subset, 109x89); img_size=(218, 178) builds the
 # paper's full-resolution network.
 default_cfgs = generate_cfgs({
-    **{  # only the small pair has trained weights
+    **{  # only the small and shallow pairs have trained weights
         f"{family}_vgg_fashionmnist{size}": default_cfg(**_FASHION, **({} if size else {"hf_hub_id": None}))
         for family in ("otnn", "unconstrained")
-        for size in ("", "_small")
+        for size in ("", "_small", "_shallow")
     },
     **{
         f"{family}_vgg_celeba{size}.{CELEBA_SUBSET_TAG}": default_cfg(**_CELEBA_SUBSET)
@@ -310,6 +315,18 @@ def otnn_vgg_fashionmnist_small(pretrained: bool = False, **kwargs) -> VGGNet:
 def unconstrained_vgg_fashionmnist_small(pretrained: bool = False, **kwargs) -> VGGNet:
     """Unconstrained twin of ``otnn_vgg_fashionmnist_small``."""
     return _create_vgg("unconstrained_vgg_fashionmnist_small", pretrained, FASHIONMNIST.scaled(4), **kwargs)
+
+
+@register_model
+def otnn_vgg_fashionmnist_shallow(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Not in the paper: a two-stage OTNN for 1x28x28 Fashion-MNIST (conv 16, pool, conv 32, pool, dense 64)."""
+    return _create_vgg("otnn_vgg_fashionmnist_shallow", pretrained, FASHIONMNIST_SHALLOW, **kwargs)
+
+
+@register_model
+def unconstrained_vgg_fashionmnist_shallow(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Unconstrained twin of ``otnn_vgg_fashionmnist_shallow`` (Conv2d + BatchNorm + ReLU, average pooling)."""
+    return _create_vgg("unconstrained_vgg_fashionmnist_shallow", pretrained, FASHIONMNIST_SHALLOW, **kwargs)
 
 
 @register_model

@@ -7,8 +7,9 @@ uses ``Conv2d`` + ``BatchNorm`` + ``ReLU`` and average pooling.
 
 * ``*_vgg_fashionmnist``: Table 7 (3x96, stride-2 conv, 3x192, stride-2 conv, 3x384, global pool, dense 10).
 * ``*_vgg_fashionmnist_shallow``: not in the paper; two conv stages (16, 32) with 2x2 pooling and a dense 64, the
-  shape of deel-torchlip's Fashion-MNIST tutorial network. At equal CPU budget it fits and reaches the transport
-  regime much faster than the deep Table 7 stack (``benchmarks/bench_budget.py``).
+  shape of deel-torchlip's Fashion-MNIST tutorial network, whose OTNN head is also ``head='disjoint'`` by default.
+  At equal CPU budget it fits and reaches the transport regime much faster than the deep Table 7 stack
+  (``benchmarks/bench_budget.py``).
 * ``*_vgg_celeba``: Table 6 (16-16 / 32-32 / 64x3 / 128x3 / 128x3 with pooling, dense 256-256-22),
   built at 3x109x89 (the resolution of our trained weights) unless ``img_size=(218, 178)`` asks for the paper's.
 * ``*_vgg_imagenet``: a VGG-style stack for 3x224x224 ImageNet (:data:`IMAGENET`), ``num_classes=1000``;
@@ -319,7 +320,9 @@ def unconstrained_vgg_fashionmnist_small(pretrained: bool = False, **kwargs) -> 
 
 @register_model
 def otnn_vgg_fashionmnist_shallow(pretrained: bool = False, **kwargs) -> VGGNet:
-    """Not in the paper: a two-stage OTNN for 1x28x28 Fashion-MNIST (conv 16, pool, conv 32, pool, dense 64)."""
+    """Not in the paper: a two-stage OTNN for 1x28x28 Fashion-MNIST (conv 16, pool, conv 32, pool, dense 64), with
+    one-vs-all heads of unit norm each (``head='disjoint'``) unless ``head`` says otherwise."""
+    kwargs.setdefault("head", "disjoint")
     return _create_vgg("otnn_vgg_fashionmnist_shallow", pretrained, FASHIONMNIST_SHALLOW, **kwargs)
 
 

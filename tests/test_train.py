@@ -149,6 +149,7 @@ def test_trained_snowflake_otnn_learns_and_exports_to_the_registry(tmp_path, dat
     assert config["architecture"] == "otnn_mlp_snowflake" and config["pretrained_cfg"]["paper_ids"]
     card = (folder / "README.md").read_text()
     assert "otnn train --recipe snowflake_otnn" in card and "Licence" in card
+    assert "from otnn-plugin (1-Lipschitz dense binary classifier on 2-D points (paper Fig. 2))" in card
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["test"]["accuracy"] > 0.6 and "certified_accuracy" in log[-1]["test"]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import timm
 import yaml
 
 from .trainer import TrainingSetup, TrainResult
@@ -40,6 +41,12 @@ def _diagnostics_table(diagnostics: dict) -> str:
     return table
 
 
+def _architecture(model: str) -> str:
+    """The first paragraph of the timm entrypoint's docstring, which says which paper table (if any) it follows."""
+    doc = (timm.models.model_entrypoint(model).__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(doc.split()).replace("``", "`").rstrip(".") or "paper arXiv:2206.06854"
+
+
 def model_card(name: str, prepared: TrainingSetup, result: TrainResult, command: str, log: list[dict],
                diagnostics: dict) -> str:
     """The ``README.md`` of a registry folder, with the hub's YAML header."""
@@ -64,7 +71,7 @@ def model_card(name: str, prepared: TrainingSetup, result: TrainResult, command:
 
 {recipe.description or recipe.model}
 
-Architecture `{recipe.model}` from otnn-plugin (paper arXiv:2206.06854, appendix A.2.2), trained with
+Architecture `{recipe.model}` from otnn-plugin ({_architecture(recipe.model)}), trained with
 `{recipe.loss}` {recipe.loss_args or ''} for {recipe.epochs} epochs, Adam lr {recipe.lr}, batch {recipe.batch_size}.
 
 ```python

@@ -3,7 +3,9 @@
 ``evaluations/paper_claims.yaml`` lists what Sec. 5.1 and A.4 of arXiv:2206.06854 assert about explanation
 metrics; the paper's values come from ``paper_numbers.yaml``. A verdict needs three things (see the YAML's
 header): a result beyond its bootstrap uncertainty (:mod:`.uncertainty`), an OTNN in the transport regime (its
-measured mean ``||grad f||``), and a linear control that does not reproduce the result.
+measured mean ``||grad f||``), and a linear control that does not reproduce the result just as well: for a
+comparison between networks, the OTNN must also beat the control beyond the interval; for a rank, the control must
+not hold the rank as surely.
 """
 from __future__ import annotations
 
@@ -98,8 +100,9 @@ def _regime(evidence: Evidence, otnn: str, minimum: float) -> str | None:
     return None
 
 
-def _supported(direction: int, regime: str | None, control: bool) -> tuple[str, str]:
-    """Verdict and reason from a statistical outcome (+1 supports, -1 opposes, 0 neither)."""
+def _supported(direction: int, regime: str | None, control: bool, versus_control: str = "") -> tuple[str, str]:
+    """Verdict and reason from a statistical outcome (+1 supports, -1 opposes, 0 neither); ``control``: the linear
+    control reproduces the result just as well; ``versus_control``: the OTNN - control figure, if any."""
     outcome = {1: "supports the claim", -1: "opposes the claim", 0: "is within its uncertainty"}[direction]
     if regime is not None:
         return "inconclusive", f"{regime}; our result {outcome}"
@@ -108,8 +111,8 @@ def _supported(direction: int, regime: str | None, control: bool) -> tuple[str, 
     if direction < 0:
         return "contradicted", f"the result {outcome}"
     if control:
-        return "inconclusive", "the linear control reproduces it"
-    return "confirmed", f"the result {outcome} beyond its 95 % interval"
+        return "inconclusive", f"the linear control reproduces it just as well{versus_control}"
+    return "confirmed", f"the result {outcome} beyond its 95 % interval{versus_control}"
 
 
 def _interval_text(interval: Interval | None) -> str:
@@ -134,12 +137,14 @@ def _better_on_otnn(claim: Claim, metric: str, evidence: Evidence, minimum: floa
                      for f in ("otnn", "unconstrained")} if evidence.paper else {}
         values = [paper_row.get(f, {}).get(method) for f in ("otnn", "unconstrained")]
         paper = "—" if None in values else f"OTNN {values[0]:.3g} vs {values[1]:.3g}"
-        reproduced = False
+        # The control reproduces the result "just as well" unless the OTNN also beats it beyond the interval.
+        reproduced, versus_control = False, ""
         if control is not None and (control, explainer, metric) in evidence.scores:
-            by_control = paired_difference(evidence.scores[(control, explainer, metric)], pair[1])
-            reproduced = by_control is not None and by_control.excludes_zero() == better
+            by_control = paired_difference(pair[0], evidence.scores[(control, explainer, metric)], level=CONFIDENCE)
+            reproduced = by_control is None or by_control.excludes_zero() != better
+            versus_control = f" (OTNN − linear {_interval_text(by_control)})"
         outcome = 0 if interval is None else interval.excludes_zero() * better
-        verdict, reason = _supported(outcome, _regime(evidence, otnn, minimum), reproduced)
+        verdict, reason = _supported(outcome, _regime(evidence, otnn, minimum), reproduced, versus_control)
         verdicts.append(Verdict(claim.id, claim.where, claim.text, metric, explainer, paper,
                                 f"OTNN − twin {_interval_text(interval)}", verdict, reason))
     return verdicts

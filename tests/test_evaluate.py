@@ -316,6 +316,12 @@ def test_a_run_split_by_model_merges_into_the_whole_leaderboard(evaluated, tmp_p
 
     assert means(tmp_path / "merged") == means(reference)
     assert (tmp_path / "merged" / "figures" / "tiny_explanations.png").is_file()
+
+    def diagnostics(folder: Path) -> dict:  # each split run recorded its own model's; the merge has them all
+        return json.loads((folder / "leaderboard.json").read_text())["settings"][0]["diagnostics"]
+
+    assert diagnostics(tmp_path / "merged") == diagnostics(reference)
+    assert len(diagnostics(reference)) == len(TINY["models"])
     capsys.readouterr()
     assert main(["evaluate", str(config), "--models", "OTN", "--quiet", "--data-dir", str(data_dir)]) == 2
     assert "unknown model label 'OTN' (did you mean 'OTNN'?)" in capsys.readouterr().err

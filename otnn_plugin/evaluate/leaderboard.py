@@ -350,7 +350,8 @@ def _setting(header: dict[str, Any], group: list[Results], units: dict, paper: P
                            list(m.explainers) if m.explainers is not None else None,
                            paper.reference(label) if paper else None) for label, m in config.metrics.items()]
     sessions = _sessions(group)
-    diagnostics = header.get("diagnostics", {})
+    # Each results file records the diagnostics of the models it ran (``--models``): the merged setting has them all.
+    diagnostics = {label: d for result in group for label, d in result.header.get("diagnostics", {}).items()}
     evidence = Evidence(scores, {label: m.family for label, m in config.models.items()}, diagnostics,
                         {label: m.direction for label, m in config.metrics.items()},
                         {label: e.method for label, e in config.explainers.items()}, paper, config.dataset,

@@ -177,16 +177,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_budget", description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="run these only (nothing is written)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                        help="run these only; their rows replace those of budget.json if it was measured alike")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args.variants or list(VARIANTS))
-    if args.variants:
-        result = merge(result, RESULTS / "budget.json") or result
+    merged = merge(result, RESULTS / "budget.json") if args.variants else None
+    result = merged or result
     markdown = render_markdown(result)
-    if not args.variants or len(result["variants"]) > len(args.variants):
+    if not args.variants or merged:
         atomic_write_text(RESULTS / "budget.json", json.dumps(result, indent=1) + "\n")
         atomic_write_text(RESULTS / "budget.md", markdown)
         plot(result, RESULTS / "budget.png")

@@ -18,7 +18,8 @@ from otnn_plugin.lipschitz import explaining, input_gradient_norms, is_otnn, lay
 
 from .conftest import train_a_little
 
-PAIRS = ["vgg_fashionmnist", "vgg_fashionmnist_small", "vgg_fashionmnist_shallow", "vgg_celeba", "vgg_celeba_small", "vgg_imagenet", "mlp_snowflake"]
+PAIRS = ["vgg_fashionmnist", "vgg_fashionmnist_small", "vgg_fashionmnist_shallow", "vgg_celeba", "vgg_celeba_small",
+         "vgg_imagenet", "mlp_snowflake"]
 #: Small inputs keep the suite fast; the Lipschitz property does not depend on the input size. The ImageNet stack
 #: keeps its depth and five halvings at 32x32, its widths divided by 4 (and 10 classes: the gradient check takes
 #: one backward pass per class).

@@ -42,8 +42,9 @@ DIAGNOSTIC_NOTE = ("On the first evaluated samples (at most 256): accuracy on th
                    "cosine 1).")
 CLAIMS_NOTE = ("Verdicts from evaluations/paper_claims.yaml: confirmed only beyond the 95 % bootstrap interval over the "
                "samples, on an OTNN in the transport regime, and when the linear control (if any) does not "
-               "reproduce it just as well (the OTNN also beats it beyond the interval); contradicted when the result opposes the claim beyond its interval on an OTNN in the "
-               "regime; otherwise inconclusive, with the reason.")
+               "reproduce it just as well (the OTNN also beats it beyond the interval); contradicted when the result "
+               "opposes the claim beyond its interval on an OTNN in the regime; otherwise inconclusive, with the "
+               "reason.")
 _CSV_COLUMNS = ("setting", "dataset", "split", "label", "samples", "metric", "metric_class", "direction", "model",
                 "timm_model", "family", "explainer", "method", "status", "n", "n_nonfinite", "mean", "se", "rank",
                 "rank_frequency", "seconds", "explain_seconds", "paper", "paper_rank", "paper_table", "error")

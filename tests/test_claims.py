@@ -76,6 +76,8 @@ def evidence(otnn_distance: float, grad_norm: float | None, control_distance: fl
     (dict(otnn_distance=0.5, grad_norm=0.95, control_distance=0.5), "inconclusive", "reproduces it just as well"),
     # The control beats the twin too, but far less than the OTNN: the OTNN's edge is not linearity's.
     (dict(otnn_distance=0.5, grad_norm=0.95, control_distance=0.8), "confirmed", "interval (OTNN − linear -0.3"),
+    (dict(otnn_distance=0.5, grad_norm=0.3, control_distance=0.8), "inconclusive",
+     "< 0.8); our result supports the claim (OTNN − linear -0.3"),
 ])
 def test_verdicts_between_networks(case, expected, reason):
     (verdict,) = [v for v in judge(CLAIMS, evidence(**case)) if v.claim == "closer"]

@@ -105,7 +105,7 @@ def _supported(direction: int, regime: str | None, control: bool, versus_control
     control reproduces the result just as well; ``versus_control``: the OTNN - control figure, if any."""
     outcome = {1: "supports the claim", -1: "opposes the claim", 0: "is within its uncertainty"}[direction]
     if regime is not None:
-        return "inconclusive", f"{regime}; our result {outcome}"
+        return "inconclusive", f"{regime}; our result {outcome}{versus_control}"
     if direction == 0:
         return "inconclusive", f"the result {outcome}"
     if direction < 0:

@@ -67,7 +67,13 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "shallow, orthogonal head, lam 100": (
         OTNN, {"model": "otnn_vgg_fashionmnist_shallow", "model_args": {"head": "orthogonal"},
                "loss_args": {"alpha": 0.1, "lam": 100.0}}, "the shallow network with the paper's orthogonal head"),
+    **{f"gradient-norm preserving, lam {lam:g}": (
+        OTNN, {"model": "otnn_vgg_fashionmnist_gnp", "power_iterations": 3, "loss_args": {"alpha": 0.1, "lam": lam}},
+        f"space-to-depth, square orthogonal convolutions, narrowing dense layers, disjoint head, Eq. 5 with lam {lam:g}"
+    ) for lam in (10.0, 100.0, 1000.0)},
 }
+#: Plot markers: the small VGG's variants, and those of another network.
+MARKERS = {"otnn_vgg_fashionmnist_shallow": "^", "otnn_vgg_fashionmnist_gnp": "s"}
 
 
 def train_variant(recipe: str, changes: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -148,7 +154,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> None:
     """Test accuracy against mean ``||grad f_y||`` for every OTNN variant (each seed a marker, the mean labelled;
-    triangles for the shallow network), the twin's accuracy as a line: up is accuracy, right is the transport regime
+    triangles for the shallow network, squares for the gradient-norm-preserving one), the twin's accuracy as a line: up is accuracy, right is the transport regime
     (1 at the hKR optimum)."""
     figure = Figure(figsize=(8, 5.5))
     axes = figure.add_subplot()
@@ -159,7 +165,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
             axes.axhline(_mean(runs, "accuracy"), color="grey", linestyle="--", label="unconstrained twin (small VGG)")
             continue
         colour = next(colours)
-        marker = "^" if "model" in variant["changes"] else "o"
+        marker = MARKERS.get(variant["changes"].get("model"), "o")
         axes.scatter([r["mean_grad_norm"] for r in runs], [r["accuracy"] for r in runs], s=22, color=colour,
                      marker=marker)
         axes.annotate(name, (_mean(runs, "mean_grad_norm"), _mean(runs, "accuracy")), fontsize=8, color=colour,
@@ -168,7 +174,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axes.set_xlabel("mean ‖∇f_y‖ on 256 test images (1 at the hKR optimum)")
     axes.set_ylabel("test accuracy")
     budget = result["budget"]
-    axes.set_title(f"Fashion-MNIST OTNNs (circles: small VGG, triangles: shallow): {budget['train_limit']} images, "
+    axes.set_title(f"Fashion-MNIST OTNNs (circles: small VGG, triangles: shallow, squares: GNP): {budget['train_limit']} images, "
                    f"{budget['epochs']} epochs, seeds {', '.join(map(str, result['seeds']))}", fontsize=9)
     axes.legend(loc="lower left", fontsize=8)
     figure.text(0.01, 0.005, result["command"], fontsize=7, color="grey")

@@ -12,14 +12,14 @@ from torch import nn
 
 import otnn_plugin
 from otnn_plugin.layers import GroupSort2, SpectralConv2d, SpectralLinear, group_sort2
-from otnn_plugin.models import VGGNet
+from otnn_plugin.models import VGGNet, VGGSpec
 from otnn_plugin.orthogonal import OrthogonalConv2d
 from otnn_plugin.lipschitz import explaining, input_gradient_norms, is_otnn, layer_operator_norms, output_gap_lipschitz
 
 from .conftest import train_a_little
 
-PAIRS = ["vgg_fashionmnist", "vgg_fashionmnist_small", "vgg_fashionmnist_shallow", "vgg_celeba", "vgg_celeba_small",
-         "vgg_imagenet", "mlp_snowflake"]
+PAIRS = ["vgg_fashionmnist", "vgg_fashionmnist_small", "vgg_fashionmnist_shallow", "vgg_fashionmnist_gnp", "vgg_celeba",
+         "vgg_celeba_small", "vgg_imagenet", "mlp_snowflake"]
 #: Small inputs keep the suite fast; the Lipschitz property does not depend on the input size. The ImageNet stack
 #: keeps its depth and five halvings at 32x32, its widths divided by 4 (and 10 classes: the gradient check takes
 #: one backward pass per class).
@@ -127,6 +127,25 @@ def test_each_head_is_1_lipschitz_and_output_gaps_respect_their_bound(head):
     assert output_gap_lipschitz(exported) == output_gap_lipschitz(model)
 
 
+def test_the_gradient_norm_preserving_otnn_has_unit_gradients_at_every_input():
+    """Issue 18: space-to-depth, square orthogonal convolutions, GroupSort2 and narrowing dense layers all have
+    orthonormal Jacobian rows, so each unit-norm head has ``||grad f_k|| = 1`` exactly, trained or not; with the
+    paper's SpectralConv2d (not orthogonal) or a widening first stage it falls below 1."""
+    model = build("otnn_vgg_fashionmnist_gnp")
+    train_a_little(model, (1, 28, 28))
+    inputs = torch.cat([torch.rand(6, 1, 28, 28), torch.zeros(1, 1, 28, 28), torch.randn(1, 1, 28, 28) * 10])
+    norms = input_gradient_norms(model, inputs)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4), norms.min()
+    spectral = build("otnn_vgg_fashionmnist_gnp", conv="spectral")
+    train_a_little(spectral, (1, 28, 28))
+    assert input_gradient_norms(spectral, inputs).mean() < 0.9
+    widening = VGGNet(VGGSpec(((8,), (16,)), "unshuffle", global_pool=False, hidden=(64,)), lipschitz=True,
+                      head="disjoint")  # 1x28x28 -> 8x14x14: the first convolution widens twofold
+    assert input_gradient_norms(widening, inputs).mean() < 0.99
+    with pytest.raises(ValueError, match="divisible by 4"):
+        build("otnn_vgg_fashionmnist_gnp", img_size=30)
+
+
 def test_lipschitz_checks_catch_an_unconstrained_network():
     twin = build("unconstrained_mlp_snowflake")
     with torch.no_grad():
@@ -180,7 +199,8 @@ def test_export_refuses_an_unconstrained_model():
         otnn_plugin.export_vanilla(build("unconstrained_mlp_snowflake"))
 
 
-@pytest.mark.parametrize("name", ["otnn_vgg_fashionmnist_small", "unconstrained_vgg_celeba_small"])
+@pytest.mark.parametrize("name", ["otnn_vgg_fashionmnist_small", "unconstrained_vgg_celeba_small",
+                                  "otnn_vgg_fashionmnist_gnp"])
 def test_timm_api(name):
     model = build(name, num_classes=5, in_chans=2)
     shape = (2, *model.img_size)

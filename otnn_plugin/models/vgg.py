@@ -10,6 +10,8 @@ uses ``Conv2d`` + ``BatchNorm`` + ``ReLU`` and average pooling.
   shape of deel-torchlip's Fashion-MNIST tutorial network, whose OTNN head is also ``head='disjoint'`` by default.
   At equal CPU budget it fits and reaches the transport regime much faster than the deep Table 7 stack
   (``benchmarks/bench_budget.py``).
+* ``*_vgg_fashionmnist_gnp``: not in the paper; gradient-norm preserving (space-to-depth, 4 then 16 channels,
+  dense 512-256, disjoint head): its OTNN has ``||grad f_k|| = 1`` at every input, by construction.
 * ``*_vgg_celeba``: Table 6 (16-16 / 32-32 / 64x3 / 128x3 / 128x3 with pooling, dense 256-256-22),
   built at 3x109x89 (the resolution of our trained weights) unless ``img_size=(218, 178)`` asks for the paper's.
 * ``*_vgg_imagenet``: a VGG-style stack for 3x224x224 ImageNet (:data:`IMAGENET`), ``num_classes=1000``;
@@ -40,7 +42,9 @@ class VGGSpec:
     """Layer sizes of one VGG-like architecture.
 
     ``stages`` lists the conv widths of each stage. ``downsample='pool'`` pools 2x2 after every stage (Table 6);
-    ``'stride'`` makes the last conv of every stage but the final one a stride-2 conv (Table 7).
+    ``'stride'`` makes the last conv of every stage but the final one a stride-2 conv (Table 7); ``'unshuffle'``
+    starts every stage with an invertible 2x2 space-to-depth (``nn.PixelUnshuffle(2)``: 4x the channels, a
+    permutation of the pixels), which loses nothing, so no layer of the stack has to widen.
     ``global_pool`` averages the last feature map before the head (else it is flattened); ``hidden`` lists the
     widths of the dense layers before the classifier.
     """
@@ -66,6 +70,11 @@ class VGGSpec:
 FASHIONMNIST = VGGSpec(stages=((96,) * 4, (192,) * 4, (384,) * 3), downsample="stride", global_pool=True)
 #: Not in the paper: deel-torchlip's Fashion-MNIST tutorial shape, two conv stages with pooling and one dense layer.
 FASHIONMNIST_SHALLOW = VGGSpec(stages=((16,), (32,)), downsample="pool", global_pool=False, hidden=(64,))
+#: Not in the paper: a gradient-norm-preserving stack (Anil et al. 2019) for 1x28x28. Space-to-depth instead of
+#: pooling, convolutions as wide as their input (4 channels at 14x14, 16 at 7x7: 784 values throughout) and dense
+#: layers that only narrow, so every OTNN layer's Jacobian has orthonormal rows.
+FASHIONMNIST_GNP = VGGSpec(stages=((4, 4, 4), (16, 16, 16, 16)), downsample="unshuffle", global_pool=False,
+                           hidden=(512, 256))
 CELEBA = VGGSpec(
     stages=((16, 16), (32, 32), (64,) * 3, (128,) * 3, (128,) * 3), downsample="pool", global_pool=False,
     hidden=(256, 256),
@@ -119,6 +128,8 @@ def _classifier(in_features: int, num_classes: int, lipschitz: bool, head: str =
 #: ``disjoint`` (each row of unit norm on its own: each ``f_k`` a 1-Lipschitz one-vs-all classifier, as Sec. 4
 #: defines the multiclass OTNN, without forcing the heads to be orthogonal to each other).
 HEAD_TYPES = ("orthogonal", "disjoint")
+#: How a stage halves the resolution: pooling after it, a stride-2 last convolution, or a space-to-depth before it.
+DOWNSAMPLINGS = ("pool", "stride", "unshuffle")
 #: OTNN convolutions: ``bcop`` (orthogonal, gradient-norm preserving) or the paper's ``spectral`` (deel-torchlip).
 CONV_TYPES = ("bcop", "spectral")
 #: Initialisations of the ``spectral`` convolutions: ``smooth`` (gain-preserving, see :mod:`otnn_plugin.spectral`)
@@ -153,8 +164,8 @@ class VGGNet(nn.Module):
         head: str = "orthogonal",
     ) -> None:
         super().__init__()
-        if spec.downsample not in ("pool", "stride"):
-            raise ValueError(f"downsample must be 'pool' or 'stride', got {spec.downsample!r}")
+        if spec.downsample not in DOWNSAMPLINGS:
+            raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLINGS)}, got {spec.downsample!r}")
         if conv not in CONV_TYPES:
             raise ValueError(f"conv must be one of {', '.join(CONV_TYPES)}, got {conv!r}")
         if padding_mode not in PADDING_MODES:
@@ -175,6 +186,12 @@ class VGGNet(nn.Module):
         in_chs, reduction = in_chans, 1
         for stage_idx, widths in enumerate(spec.stages):
             last_stage = stage_idx == len(spec.stages) - 1
+            if spec.downsample == "unshuffle":
+                if height % 2 or width % 2:
+                    raise ValueError(f"img_size={img_size} cannot be unshuffled {len(spec.stages)} times: each side "
+                                     f"must be divisible by {2 ** len(spec.stages)}")
+                layers.append(nn.PixelUnshuffle(2))
+                in_chs, height, width, reduction = in_chs * 4, height // 2, width // 2, reduction * 2
             for conv_idx, out_chs in enumerate(widths):
                 stride = 2 if spec.downsample == "stride" and not last_stage and conv_idx == len(widths) - 1 else 1
                 layers += _conv_block(in_chs, out_chs, stride, lipschitz, conv, padding_mode)
@@ -280,10 +297,10 @@ _IMAGENET = dict(
 # The CelebA models' one config is that of the weights we trained (subset, 109x89); img_size=(218, 178) builds the
 # paper's full-resolution network.
 default_cfgs = generate_cfgs({
-    **{  # only the small and shallow pairs have trained weights
+    **{  # only the small, shallow and gnp pairs have trained weights
         f"{family}_vgg_fashionmnist{size}": default_cfg(**_FASHION, **({} if size else {"hf_hub_id": None}))
         for family in ("otnn", "unconstrained")
-        for size in ("", "_small", "_shallow")
+        for size in ("", "_small", "_shallow", "_gnp")
     },
     **{
         f"{family}_vgg_celeba{size}.{CELEBA_SUBSET_TAG}": default_cfg(**_CELEBA_SUBSET)
@@ -330,6 +347,25 @@ def otnn_vgg_fashionmnist_shallow(pretrained: bool = False, **kwargs) -> VGGNet:
 def unconstrained_vgg_fashionmnist_shallow(pretrained: bool = False, **kwargs) -> VGGNet:
     """Unconstrained twin of ``otnn_vgg_fashionmnist_shallow`` (Conv2d + BatchNorm + ReLU, average pooling)."""
     return _create_vgg("unconstrained_vgg_fashionmnist_shallow", pretrained, FASHIONMNIST_SHALLOW, **kwargs)
+
+
+@register_model
+def otnn_vgg_fashionmnist_gnp(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Not in the paper: a gradient-norm-preserving OTNN for 1x28x28 Fashion-MNIST (:data:`FASHIONMNIST_GNP`).
+
+    Every layer's Jacobian has orthonormal rows (space-to-depth and GroupSort2 permute, the square orthogonal
+    convolutions rotate, the dense layers only narrow), and each one-vs-all head (``head='disjoint'`` unless
+    ``head`` says otherwise) is a unit vector, so ``||grad f_k(x)|| = 1`` at every input for every class: the
+    property the hKR optimum has (paper Prop. 1), here by construction rather than by training.
+    """
+    kwargs.setdefault("head", "disjoint")
+    return _create_vgg("otnn_vgg_fashionmnist_gnp", pretrained, FASHIONMNIST_GNP, **kwargs)
+
+
+@register_model
+def unconstrained_vgg_fashionmnist_gnp(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Unconstrained twin of ``otnn_vgg_fashionmnist_gnp`` (space-to-depth, Conv2d + BatchNorm + ReLU)."""
+    return _create_vgg("unconstrained_vgg_fashionmnist_gnp", pretrained, FASHIONMNIST_GNP, **kwargs)
 
 
 @register_model

@@ -168,9 +168,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
         marker = MARKERS.get(variant["changes"].get("model"), "o")
         axes.scatter([r["mean_grad_norm"] for r in runs], [r["accuracy"] for r in runs], s=22, color=colour,
                      marker=marker)
-        axes.annotate(name, (_mean(runs, "mean_grad_norm"), _mean(runs, "accuracy")), fontsize=8, color=colour,
-                      xytext=(6, (4, -11, 13)[index % 3]), textcoords="offset points")
-    axes.set_xlim(0, 1.15)
+        axes.annotate(name.replace("gradient-norm preserving", "GNP"), (_mean(runs, "mean_grad_norm"),
+                      _mean(runs, "accuracy")), fontsize=8, color="0.2", xytext=(6, (4, -11, 13)[index % 3]),
+                      textcoords="offset points")
+    axes.set_xlim(0, 1.25)
     axes.set_xlabel("mean ‖∇f_y‖ on 256 test images (1 at the hKR optimum)")
     axes.set_ylabel("test accuracy")
     budget = result["budget"]

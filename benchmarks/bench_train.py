@@ -1,6 +1,6 @@
 """Training cost: an OTNN step against its unconstrained twin's, and the trainer against a bare loop (issues 3, 6).
 
-``step``, per architecture (the shipped ``*_small`` recipes: model, loss and learning rate), one Adam step on one
+``step``, per architecture (the shipped ``*_small`` and ``*_gnp`` recipes: model, loss and learning rate), one Adam step on one
 batch of random inputs (forward, loss, backward, update; CelebA augmentation left out, it costs both the same):
 
 * ``otnn``: the OTNN as its recipe trains it (orthogonal BCOP convolutions whose kernel is rebuilt at every
@@ -8,7 +8,7 @@ batch of random inputs (forward, loss, backward, update; CelebA augmentation lef
   the paper reports 3-6x its twin's cost (deel-lip);
 * ``otnn_spectral``: the same architecture with the paper's deel-torchlip ``SpectralConv2d`` convolutions
   (``conv='spectral'``, with the power iterations of the recipes that trained them: 1 for Fashion-MNIST, 10 for
-  CelebA);
+  CelebA, 3 for the gradient-norm-preserving network);
 * ``otnn_torchlip_layers``: the OTNN with deel-torchlip's own GroupSort2 and L2-norm pooling;
 * ``unconstrained``: the twin, Conv + BatchNorm + ReLU, cross-entropy.
 
@@ -48,9 +48,10 @@ COMMAND = "python -m benchmarks.bench_train"
 RECIPES = {
     "vgg_fashionmnist_small": ("fashionmnist_small_otnn", "fashionmnist_small_unconstrained"),
     "vgg_celeba_small": ("celeba_small_otnn", "celeba_small_unconstrained"),
+    "vgg_fashionmnist_gnp": ("fashionmnist_gnp_otnn", "fashionmnist_gnp_unconstrained"),
 }
 #: Architecture -> power iterations per training forward of its ``conv='spectral'`` variant.
-SPECTRAL_POWER_ITERATIONS = {"vgg_fashionmnist_small": 1, "vgg_celeba_small": 10}
+SPECTRAL_POWER_ITERATIONS = {"vgg_fashionmnist_small": 1, "vgg_celeba_small": 10, "vgg_fashionmnist_gnp": 3}
 TRAINER_RECIPE = "fashionmnist_small_otnn"
 SIZES = {
     "full": {"batch": None, "repeats": 10, "train_limit": 2560, "test_limit": 512, "trainer_repeats": 5},

@@ -12,7 +12,7 @@ from ..models import export_vanilla
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="build both models of a pair, export the OTNN, measure Lipschitz bounds")
-    parser.add_argument("--pair", default="vgg_fashionmnist_small",
+    parser.add_argument("--pair", default="vgg_fashionmnist_gnp",
                         help="architecture suffix shared by otnn_* and unconstrained_* (default: %(default)s)")
     parser.add_argument("--samples", type=int, default=8, help="random inputs used for the gradient norms")
     parser.set_defaults(func=run)

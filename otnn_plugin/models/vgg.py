@@ -351,7 +351,8 @@ def unconstrained_vgg_fashionmnist_shallow(pretrained: bool = False, **kwargs) -
 
 @register_model
 def otnn_vgg_fashionmnist_gnp(pretrained: bool = False, **kwargs) -> VGGNet:
-    """Not in the paper: a gradient-norm-preserving OTNN for 1x28x28 Fashion-MNIST (:data:`FASHIONMNIST_GNP`).
+    """Not in the paper: a gradient-norm-preserving OTNN for 1x28x28 Fashion-MNIST (space-to-depth, 3 convs of 4
+    channels at 14x14, space-to-depth, 4 convs of 16 at 7x7, dense 512-256, one-vs-all heads).
 
     Every layer's Jacobian has orthonormal rows (space-to-depth and GroupSort2 permute, the square orthogonal
     convolutions rotate, the dense layers only narrow), and each one-vs-all head (``head='disjoint'`` unless
@@ -364,7 +365,8 @@ def otnn_vgg_fashionmnist_gnp(pretrained: bool = False, **kwargs) -> VGGNet:
 
 @register_model
 def unconstrained_vgg_fashionmnist_gnp(pretrained: bool = False, **kwargs) -> VGGNet:
-    """Unconstrained twin of ``otnn_vgg_fashionmnist_gnp`` (space-to-depth, Conv2d + BatchNorm + ReLU)."""
+    """Unconstrained twin of ``otnn_vgg_fashionmnist_gnp`` (space-to-depth, Conv2d + BatchNorm + ReLU, the same
+    widths)."""
     return _create_vgg("unconstrained_vgg_fashionmnist_gnp", pretrained, FASHIONMNIST_GNP, **kwargs)
 
 

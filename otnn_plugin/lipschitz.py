@@ -115,9 +115,15 @@ def input_gradient_norms(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor
 
 
 def lipschitz_report(model: nn.Module, inputs: torch.Tensor) -> dict[str, float]:
-    """Measured bounds on ``inputs``: the largest and mean input-gradient norm, the largest layer norm."""
+    """Measured bounds on ``inputs``: the largest and mean input-gradient norm, the largest layer norm.
+
+    A disjoint head (``head='disjoint'``) bounds each output on its own, not the whole output vector, so its norm
+    here is that of its largest row, the bound each ``f_k`` relies on.
+    """
     grads = input_gradient_norms(model, inputs)
     layers = layer_operator_norms(model, tuple(inputs.shape[1:]), n_iter=50)
+    if getattr(model, "head_type", None) == "disjoint" and "head" in layers:
+        layers["head"] = model.head.weight.detach().norm(dim=1).max().item()
     return {
         "max_grad_norm": grads.max().item(),
         "mean_grad_norm": grads.mean().item(),

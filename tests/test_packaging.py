@@ -92,7 +92,7 @@ def test_the_installed_wheel_ships_its_configs_and_reads_weights_from_otnn_regis
     assert facts["configs"] == SHIPPED_CONFIGS
     assert Path(facts["quick"]).is_relative_to(site) and Path(facts["paper"]).is_relative_to(site)
     assert facts["paper_source"] == yaml.safe_load((REPO / "evaluations" / "paper_numbers.yaml").read_text())["source"]
-    assert facts["quick_models"] == ["otnn_vgg_fashionmnist_shallow", "unconstrained_vgg_fashionmnist_shallow",
+    assert facts["quick_models"] == ["otnn_vgg_fashionmnist_gnp", "unconstrained_vgg_fashionmnist_gnp",
                                      "linear_fashionmnist"]
     assert facts["typo"].startswith("unknown evaluation config 'quik' (did you mean 'quick'?)"), facts["typo"]
     assert facts["registry"] == "None"  # a wheel has no registry of its own

@@ -116,6 +116,18 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, data_dir):
     assert logs[1][2] == {"event": "resume", "after_epoch": 1, "changed": {"epochs": [1, 2]}}  # the one allowed
 
 
+def test_resume_accepts_a_new_description_and_logs_it(tmp_path, data_dir):
+    """A recipe's description is prose: rewording it (say, after its default lam changed) does not block a resume."""
+    first = prepare(load_recipe("snowflake_otnn", **{**TINY, "epochs": 1}, description="old words"), device="cpu",
+                    data_dir=data_dir)
+    train(first, tmp_path, progress=False)
+    resumed = prepare(load_recipe("snowflake_otnn", **TINY, description="new words"), device="cpu", data_dir=data_dir)
+    train(resumed, tmp_path, resume=True, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[2] == {"event": "resume", "after_epoch": 1,
+                      "changed": {"description": ["old words", "new words"], "epochs": [1, 2]}}
+
+
 def test_bf16_is_refused_where_it_breaks_the_lipschitz_bound_and_trains_the_twin(tmp_path, data_dir):
     with pytest.raises(ValueError, match="breaks the 1-Lipschitz bound"):
         prepare(load_recipe("snowflake_otnn", precision="bf16", **TINY), device="cpu", data_dir=data_dir)

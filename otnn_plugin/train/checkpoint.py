@@ -2,7 +2,9 @@
 
 Each checkpoint records the run's resolved settings and a sha256 of its tensors. Resuming checks both: damaged
 bytes, or settings that differ from the run's (another recipe, learning rate, data limit, seed, model argument...),
-are refused in one line. Only ``epochs`` may change on resume (:data:`RESUMABLE`), to extend or shorten a run.
+are refused in one line. Only ``epochs`` may change on resume (:data:`RESUMABLE`), to extend or shorten a run, and
+the recipe's ``description``, which is prose (a recipe whose default changed may be resumed with the old default
+passed as a flag).
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from .._fingerprint import tensors_sha256
 __all__ = ["save_checkpoint", "load_checkpoint", "RESUMABLE"]
 
 CHECKPOINT = "checkpoint.safetensors"
-#: Settings that may differ between a run and its resumption.
-RESUMABLE = frozenset({"epochs"})
+#: Settings that may differ between a run and its resumption (the change is logged).
+RESUMABLE = frozenset({"epochs", "description"})
 
 
 def _settings_differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

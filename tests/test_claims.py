@@ -85,6 +85,19 @@ def test_verdicts_between_networks(case, expected, reason):
     assert verdict.paper == "—" and verdict.ours.startswith("OTNN − twin ")
 
 
+def test_a_degenerate_control_cannot_confirm():
+    """A control whose maps are zero on most samples (the linear model's Grad-CAM) scores one value there: far
+    worse than the OTNN, but it says nothing about linearity, so the verdict stays inconclusive."""
+    degenerate = evidence(otnn_distance=0.5, grad_norm=0.95, control_distance=0.8)
+    control = degenerate.scores[("Linear", "saliency", "distance")]
+    control[: int(0.9 * len(control))] = 1.0  # one score on 90% of samples
+    (verdict,) = [v for v in judge(CLAIMS, degenerate) if v.claim == "closer"]
+    assert verdict.verdict == "inconclusive", verdict
+    assert "the linear control's maps are degenerate here (one score on 90% of samples)" in verdict.reason
+    control[: int(0.4 * len(control))] = 2.0  # now 40% score 2 and 50% score 1: at the threshold, degenerate
+    assert [v for v in judge(CLAIMS, degenerate) if v.claim == "closer"][0].verdict == "inconclusive"
+
+
 def test_rank_and_not_comparable_verdicts():
     verdicts = {v.claim: v for v in judge(CLAIMS, evidence(0.5, 0.95))}
     assert verdicts["rank"].verdict == "confirmed" and verdicts["rank"].paper == "Rk2 of 3"

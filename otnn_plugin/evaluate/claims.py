@@ -100,9 +100,30 @@ def _regime(evidence: Evidence, otnn: str, minimum: float) -> str | None:
     return None
 
 
-def _supported(direction: int, regime: str | None, control: bool, versus_control: str = "") -> tuple[str, str]:
-    """Verdict and reason from a statistical outcome (+1 supports, -1 opposes, 0 neither); ``control``: the linear
-    control reproduces the result just as well; ``versus_control``: the OTNN - control figure, if any."""
+#: A control that the OTNN beats, but whose scores for an explainer take one value on at least this share of the
+#: samples, has degenerate maps there (the linear model's Grad-CAM, computed on its input pixels, is zero on most
+#: images: µFidelity 0), so it cannot tell. (A control that matches or beats the OTNN with one value, such as the
+#: linear model's exact Gradient x Input, reproduces the result instead.)
+DEGENERATE_SHARE = 0.5
+REPRODUCED = "the linear control reproduces it just as well"
+
+
+def _degenerate(scores: np.ndarray) -> str | None:
+    """Why a control's per-sample scores cannot serve as a control, or None."""
+    finite = scores[np.isfinite(scores)]
+    if not len(finite):
+        return "the linear control has no finite score here"
+    _, counts = np.unique(finite, return_counts=True)
+    share = counts.max() / len(scores)
+    if share >= DEGENERATE_SHARE:
+        return f"the linear control's maps are degenerate here (one score on {share:.0%} of samples)"
+    return None
+
+
+def _supported(direction: int, regime: str | None, control: str | None, versus_control: str = "") -> tuple[str, str]:
+    """Verdict and reason from a statistical outcome (+1 supports, -1 opposes, 0 neither); ``control``: why the
+    linear control keeps a supported result from being confirmed (it reproduces it, or cannot tell), if it does;
+    ``versus_control``: the OTNN - control figure, if any."""
     outcome = {1: "supports the claim", -1: "opposes the claim", 0: "is within its uncertainty"}[direction]
     if regime is not None:
         return "inconclusive", f"{regime}; our result {outcome}{versus_control}"
@@ -111,7 +132,7 @@ def _supported(direction: int, regime: str | None, control: bool, versus_control
     if direction < 0:
         return "contradicted", f"the result {outcome}"
     if control:
-        return "inconclusive", f"the linear control reproduces it just as well{versus_control}"
+        return "inconclusive", f"{control}{versus_control}"
     return "confirmed", f"the result {outcome} beyond its 95 % interval{versus_control}"
 
 
@@ -138,13 +159,15 @@ def _better_on_otnn(claim: Claim, metric: str, evidence: Evidence, minimum: floa
         values = [paper_row.get(f, {}).get(method) for f in ("otnn", "unconstrained")]
         paper = "—" if None in values else f"OTNN {values[0]:.3g} vs {values[1]:.3g}"
         # The control reproduces the result "just as well" unless the OTNN also beats it beyond the interval.
-        reproduced, versus_control = False, ""
+        held_back, versus_control = None, ""
         if control is not None and (control, explainer, metric) in evidence.scores:
-            by_control = paired_difference(pair[0], evidence.scores[(control, explainer, metric)], level=CONFIDENCE)
+            control_scores = evidence.scores[(control, explainer, metric)]
+            by_control = paired_difference(pair[0], control_scores, level=CONFIDENCE)
             reproduced = by_control is None or by_control.excludes_zero() != better
+            held_back = REPRODUCED if reproduced else _degenerate(control_scores)
             versus_control = f" (OTNN − linear {_interval_text(by_control)})"
         outcome = 0 if interval is None else interval.excludes_zero() * better
-        verdict, reason = _supported(outcome, _regime(evidence, otnn, minimum), reproduced, versus_control)
+        verdict, reason = _supported(outcome, _regime(evidence, otnn, minimum), held_back, versus_control)
         verdicts.append(Verdict(claim.id, claim.where, claim.text, metric, explainer, paper,
                                 f"OTNN − twin {_interval_text(interval)}", verdict, reason))
     return verdicts
@@ -173,7 +196,7 @@ def _rank(claim: Claim, metric: str, evidence: Evidence, minimum: float) -> list
         return []
     reproduced = control is not None and (holds(control) or 0.0) >= CONFIDENCE
     outcome = 1 if held >= CONFIDENCE else -1 if held <= 1 - CONFIDENCE else 0
-    verdict, reason = _supported(outcome, _regime(evidence, otnn, minimum), reproduced)
+    verdict, reason = _supported(outcome, _regime(evidence, otnn, minimum), REPRODUCED if reproduced else None)
     return [Verdict(claim.id, claim.where, claim.text, metric, explainer, f"Rk{paper_rank} of {len(paper_row)}",
                     f"Rk ≤ {paper_rank} in {held:.0%} of resamples", verdict, reason)]
 

@@ -19,6 +19,7 @@ from torch.nn.modules.utils import _pair
 from .orthogonal import OrthogonalConv2d
 
 __all__ = [
+    "CenterCrop2d",
     "GroupSort2",
     "group_sort2",
     "SpectralConv2d",
@@ -310,3 +311,22 @@ class ScaledL2NormPool2d(torchlip.ScaledL2NormPool2d):
     def vanilla_export(self) -> "ScaledL2NormPool2d":
         """The pooling has no weight to fold: the exported network keeps this fast version."""
         return self
+
+
+class CenterCrop2d(nn.Module):
+    """The central ``height x width`` window of a ``(N, C, H, W)`` batch: a selection of pixels, so 1-Lipschitz and
+    gradient-norm preserving (its Jacobian's rows are orthonormal)."""
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        self.height, self.width = height, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, left = (x.shape[-2] - self.height) // 2, (x.shape[-1] - self.width) // 2
+        if top < 0 or left < 0:
+            raise ValueError(f"cannot crop {tuple(x.shape[-2:])} inputs to {self.height}x{self.width}: the model was "
+                             "built for a larger img_size")
+        return x[..., top:top + self.height, left:left + self.width]
+
+    def extra_repr(self) -> str:
+        return f"height={self.height}, width={self.width}"

@@ -19,11 +19,12 @@ from otnn_plugin.lipschitz import explaining, input_gradient_norms, is_otnn, lay
 from .conftest import train_a_little
 
 PAIRS = ["vgg_fashionmnist", "vgg_fashionmnist_small", "vgg_fashionmnist_shallow", "vgg_fashionmnist_gnp", "vgg_celeba",
-         "vgg_celeba_small", "vgg_imagenet", "mlp_snowflake"]
+         "vgg_celeba_small", "vgg_celeba_gnp", "vgg_imagenet", "mlp_snowflake"]
 #: Small inputs keep the suite fast; the Lipschitz property does not depend on the input size. The ImageNet stack
 #: keeps its depth and five halvings at 32x32, its widths divided by 4 (and 10 classes: the gradient check takes
 #: one backward pass per class).
 TEST_KWARGS = {"vgg_celeba": dict(img_size=(64, 48)), "vgg_celeba_small": dict(img_size=(64, 48)),
+               "vgg_celeba_gnp": dict(img_size=(37, 29)),  # cropped to 32x24 inside the model
                "vgg_imagenet": dict(img_size=32, width_divisor=4, num_classes=10)}
 TOL = 1e-3
 #: (pair, model arguments): every VGG pair with the default orthogonal convolutions and with the paper's spectral ones.
@@ -145,8 +146,12 @@ def test_the_gradient_norm_preserving_otnn_has_unit_gradients_at_every_input():
     widening = VGGNet(VGGSpec(((8,), (16,)), "unshuffle", global_pool=False, hidden=(64,)), lipschitz=True,
                       head="disjoint")  # 1x28x28 -> 8x14x14: the first convolution widens twofold
     assert input_gradient_norms(widening, inputs).mean() < 0.99
-    with pytest.raises(ValueError, match="divisible by 4"):
-        build("otnn_vgg_fashionmnist_gnp", img_size=30)
+    cropped = build("otnn_vgg_fashionmnist_gnp", img_size=30)  # the centre 28x28 is kept, still norm-preserving
+    train_a_little(cropped, (1, 30, 30))
+    norms = input_gradient_norms(cropped, torch.rand(4, 1, 30, 30))
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
+    with pytest.raises(ValueError, match="too small for 2 space-to-depth steps"):
+        build("otnn_vgg_fashionmnist_gnp", img_size=3)
 
 
 def test_lipschitz_checks_catch_an_unconstrained_network():

@@ -12,6 +12,7 @@ uses ``Conv2d`` + ``BatchNorm`` + ``ReLU`` and average pooling.
   (``benchmarks/bench_budget.py``).
 * ``*_vgg_fashionmnist_gnp``: not in the paper; gradient-norm preserving (space-to-depth, 4 then 16 channels,
   dense 512-256, disjoint head): its OTNN has ``||grad f_k|| = 1`` at every input, by construction.
+* ``*_vgg_celeba_gnp``: not in the paper; the gradient-norm-preserving construction at 3x109x89.
 * ``*_vgg_celeba``: Table 6 (16-16 / 32-32 / 64x3 / 128x3 / 128x3 with pooling, dense 256-256-22),
   built at 3x109x89 (the resolution of our trained weights) unless ``img_size=(218, 178)`` asks for the paper's.
 * ``*_vgg_imagenet``: a VGG-style stack for 3x224x224 ImageNet (:data:`IMAGENET`), ``num_classes=1000``;
@@ -28,8 +29,8 @@ from timm.models import build_model_with_cfg, register_model
 from torch import nn
 
 from ..labels import CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
-from ..layers import (FrobeniusLinear, GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d, SpectralConv2d,
-                      SpectralLinear)
+from ..layers import (CenterCrop2d, FrobeniusLinear, GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d,
+                      SpectralConv2d, SpectralLinear)
 from ..orthogonal import PADDING_MODES, OrthogonalConv2d
 from ..spectral import smooth_orthogonal_init_
 from ._common import check_pretrained, default_cfg, generate_cfgs, pretrained_cfg_of, with_pretrained_file
@@ -44,7 +45,8 @@ class VGGSpec:
     ``stages`` lists the conv widths of each stage. ``downsample='pool'`` pools 2x2 after every stage (Table 6);
     ``'stride'`` makes the last conv of every stage but the final one a stride-2 conv (Table 7); ``'unshuffle'``
     starts every stage with an invertible 2x2 space-to-depth (``nn.PixelUnshuffle(2)``: 4x the channels, a
-    permutation of the pixels), which loses nothing, so no layer of the stack has to widen.
+    permutation of the pixels), which loses nothing, so no layer of the stack has to widen; an input whose sides are
+    not multiples of ``2 ** len(stages)`` is first cropped to its centre that is (109x89 to 104x88 for three).
     ``global_pool`` averages the last feature map before the head (else it is flattened); ``hidden`` lists the
     widths of the dense layers before the classifier.
     """
@@ -75,6 +77,10 @@ FASHIONMNIST_SHALLOW = VGGSpec(stages=((16,), (32,)), downsample="pool", global_
 #: layers that only narrow, so every OTNN layer's Jacobian has orthonormal rows.
 FASHIONMNIST_GNP = VGGSpec(stages=((4, 4, 4), (16, 16, 16, 16)), downsample="unshuffle", global_pool=False,
                            hidden=(512, 256))
+#: Not in the paper: the same construction for 3x109x89 CelebA (cropped to 104x88): 12, 48 and 192 channels after
+#: each space-to-depth, a last convolution that narrows to 32 (orthonormal rows), dense 256-128.
+CELEBA_GNP = VGGSpec(stages=((12, 12), (48, 48), (192, 32)), downsample="unshuffle", global_pool=False,
+                     hidden=(256, 128))
 CELEBA = VGGSpec(
     stages=((16, 16), (32, 32), (64,) * 3, (128,) * 3, (128,) * 3), downsample="pool", global_pool=False,
     hidden=(256, 256),
@@ -184,12 +190,17 @@ class VGGNet(nn.Module):
         layers: list[nn.Module] = []
         self.feature_info: list[dict] = []
         in_chs, reduction = in_chans, 1
+        if spec.downsample == "unshuffle":  # keep the centre that every space-to-depth can split evenly
+            multiple = 2 ** len(spec.stages)
+            height, width = height - height % multiple, width - width % multiple
+            if min(height, width) < multiple:
+                raise ValueError(f"img_size={img_size} is too small for {len(spec.stages)} space-to-depth steps: "
+                                 f"use at least {multiple} pixels per side")
+            if (height, width) != self.img_size:
+                layers.append(CenterCrop2d(height, width))
         for stage_idx, widths in enumerate(spec.stages):
             last_stage = stage_idx == len(spec.stages) - 1
             if spec.downsample == "unshuffle":
-                if height % 2 or width % 2:
-                    raise ValueError(f"img_size={img_size} cannot be unshuffled {len(spec.stages)} times: each side "
-                                     f"must be divisible by {2 ** len(spec.stages)}")
                 layers.append(nn.PixelUnshuffle(2))
                 in_chs, height, width, reduction = in_chs * 4, height // 2, width // 2, reduction * 2
             for conv_idx, out_chs in enumerate(widths):
@@ -305,7 +316,7 @@ default_cfgs = generate_cfgs({
     **{
         f"{family}_vgg_celeba{size}.{CELEBA_SUBSET_TAG}": default_cfg(**_CELEBA_SUBSET)
         for family in ("otnn", "unconstrained")
-        for size in ("", "_small")
+        for size in ("", "_small", "_gnp")
     },
     **{f"{family}_vgg_imagenet": default_cfg(**_IMAGENET) for family in ("otnn", "unconstrained")},
 })
@@ -380,6 +391,24 @@ def otnn_vgg_celeba(pretrained: bool = False, **kwargs) -> VGGNet:
 def unconstrained_vgg_celeba(pretrained: bool = False, **kwargs) -> VGGNet:
     """Unconstrained twin of paper Table 6 (Conv2d + BatchNorm + ReLU, average pooling)."""
     return _create_vgg("unconstrained_vgg_celeba", pretrained, CELEBA, **kwargs)
+
+
+@register_model
+def otnn_vgg_celeba_gnp(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Not in the paper: a gradient-norm-preserving OTNN for 3x109x89 CelebA (centre crop to 104x88, space-to-depth
+    to 12, 48 and 192 channels with two convs each, the last narrowing to 32, dense 256-128, one-vs-all heads).
+
+    As ``otnn_vgg_fashionmnist_gnp``: every layer's Jacobian has orthonormal rows, so each label's
+    ``||grad f_k(x)|| = 1`` at every input.
+    """
+    kwargs.setdefault("head", "disjoint")
+    return _create_vgg("otnn_vgg_celeba_gnp", pretrained, CELEBA_GNP, **kwargs)
+
+
+@register_model
+def unconstrained_vgg_celeba_gnp(pretrained: bool = False, **kwargs) -> VGGNet:
+    """Unconstrained twin of ``otnn_vgg_celeba_gnp`` (space-to-depth, Conv2d + BatchNorm + ReLU, the same widths)."""
+    return _create_vgg("unconstrained_vgg_celeba_gnp", pretrained, CELEBA_GNP, **kwargs)
 
 
 @register_model

@@ -154,8 +154,8 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> None:
     """Test accuracy against mean ``||grad f_y||`` for every OTNN variant (each seed a marker, the mean labelled;
-    triangles for the shallow network, squares for the gradient-norm-preserving one), the twin's accuracy as a line: up is accuracy, right is the transport regime
-    (1 at the hKR optimum)."""
+    triangles for the shallow network, squares for the gradient-norm-preserving one), the twin's accuracy as a
+    line: up is accuracy, right is the transport regime (1 at the hKR optimum)."""
     figure = Figure(figsize=(8, 5.5))
     axes = figure.add_subplot()
     colours = iter(matplotlib.colormaps["tab20"].colors)
@@ -175,8 +175,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axes.set_xlabel("mean ‖∇f_y‖ on 256 test images (1 at the hKR optimum)")
     axes.set_ylabel("test accuracy")
     budget = result["budget"]
-    axes.set_title(f"Fashion-MNIST OTNNs (circles: small VGG, triangles: shallow, squares: GNP): {budget['train_limit']} images, "
-                   f"{budget['epochs']} epochs, seeds {', '.join(map(str, result['seeds']))}", fontsize=9)
+    axes.set_title(f"Fashion-MNIST OTNNs (circles: small VGG, triangles: shallow, squares: GNP): "
+                   f"{budget['train_limit']} images, {budget['epochs']} epochs, "
+                   f"seeds {', '.join(map(str, result['seeds']))}", fontsize=9)
     axes.legend(loc="lower left", fontsize=8)
     figure.text(0.01, 0.005, result["command"], fontsize=7, color="grey")
     figure.savefig(path, dpi=100, bbox_inches="tight")

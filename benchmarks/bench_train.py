@@ -1,7 +1,8 @@
 """Training cost: an OTNN step against its unconstrained twin's, and the trainer against a bare loop (issues 3, 6).
 
-``step``, per architecture (the shipped ``*_small`` and ``*_gnp`` recipes: model, loss and learning rate), one Adam step on one
-batch of random inputs (forward, loss, backward, update; CelebA augmentation left out, it costs both the same):
+``step``, per architecture (the shipped ``*_small`` and ``*_gnp`` recipes: model, loss and learning rate), one Adam
+step on one batch of random inputs (forward, loss, backward, update; CelebA augmentation left out, it costs both
+the same):
 
 * ``otnn``: the OTNN as its recipe trains it (orthogonal BCOP convolutions whose kernel is rebuilt at every
   training forward, spectral normalisation and Björck in the dense layers, our GroupSort2 and L2-norm pooling);

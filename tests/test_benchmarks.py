@@ -252,3 +252,18 @@ def test_models_with_our_layers_equal_models_with_torchlips(name, kwargs, shape)
         assert torch.equal(out_ours, out_theirs) and torch.equal(grad_ours, grad_theirs), mode
         for g_ours, g_theirs in zip(weights_ours, weights_theirs):
             assert (g_ours is None and g_theirs is None) or torch.equal(g_ours, g_theirs), mode
+
+
+def test_compare_leaderboards_reports_differing_verdicts_and_means():
+    from benchmarks.compare_leaderboards import compare
+
+    def setting(verdict, mean):
+        return {"verdicts": [{"claim": "c", "metric": "m", "explainer": "saliency", "verdict": verdict}],
+                "cells": [{"model": "OTNN", "explainer": "saliency", "metric": "m", "mean": mean, "se": 0.1},
+                          {"model": "Linear", "explainer": "saliency", "metric": "m", "mean": 1e-7, "se": 1e-9}]}
+
+    same = compare(setting("confirmed", 1.0), setting("confirmed", 1.1))
+    assert same["differing_verdicts"] == [] and same["largest_z"] == pytest.approx(0.71, abs=0.01)
+    apart = compare(setting("confirmed", 1.0), setting("inconclusive", 2.0))
+    assert apart["differing_verdicts"] == [("c", "m", "saliency")]
+    assert apart["cells_beyond_1.96"] == [(7.07, ("OTNN", "saliency", "m"))]

@@ -48,7 +48,7 @@ class _Paper:
 
 
 def evidence(otnn_distance: float, grad_norm: float | None, control_distance: float | None = None,
-             saliency_deletion: float = 0.2) -> Evidence:
+             saliency_deletion: float = 0.2, control_saliency_deletion: float | None = None) -> Evidence:
     n = 300
     noise = lambda: RNG.normal(0, 0.05, n)  # noqa: E731
     scores = {("OTNN", "saliency", "distance"): otnn_distance + noise(),
@@ -59,6 +59,10 @@ def evidence(otnn_distance: float, grad_norm: float | None, control_distance: fl
     if control_distance is not None:
         scores[("Linear", "saliency", "distance")] = control_distance + noise()
         families["Linear"] = "linear"
+    if control_saliency_deletion is not None:
+        scores.update({("Linear", "saliency", "deletion"): control_saliency_deletion + noise(),
+                       ("Linear", "smoothgrad", "deletion"): 0.1 + noise(), ("Linear", "rise", "deletion"): 0.3 + noise()})
+        families["Linear"] = "linear"
     diagnostics = {} if grad_norm is None else {"OTNN": {"mean_grad_norm": grad_norm}}
     return Evidence(scores, families, diagnostics, {"distance": "lower", "deletion": "lower"},
                     {"saliency": "saliency", "smoothgrad": "smoothgrad", "rise": "rise"}, _Paper(), "fashion_mnist",
@@ -66,7 +70,7 @@ def evidence(otnn_distance: float, grad_norm: float | None, control_distance: fl
 
 
 @pytest.mark.parametrize("case, expected, reason", [
-    (dict(otnn_distance=0.5, grad_norm=0.95), "confirmed", "beyond its 95 % interval"),
+    (dict(otnn_distance=0.5, grad_norm=0.95), "inconclusive", "no linear control was scored here"),
     (dict(otnn_distance=1.5, grad_norm=0.95), "contradicted", "opposes the claim"),
     (dict(otnn_distance=1.0, grad_norm=0.95), "inconclusive", "within its uncertainty"),
     (dict(otnn_distance=0.5, grad_norm=0.3), "inconclusive", "not in the transport regime (mean ‖∇f‖ 0.30 < 0.8)"),
@@ -99,12 +103,16 @@ def test_a_degenerate_control_cannot_confirm():
 
 
 def test_rank_and_not_comparable_verdicts():
-    verdicts = {v.claim: v for v in judge(CLAIMS, evidence(0.5, 0.95))}
+    verdicts = {v.claim: v for v in judge(CLAIMS, evidence(0.5, 0.95, control_saliency_deletion=0.4))}
     assert verdicts["rank"].verdict == "confirmed" and verdicts["rank"].paper == "Rk2 of 3"
     assert verdicts["rank"].ours == "Rk ≤ 2 in 100% of resamples"
     assert verdicts["values"].verdict == "not comparable"
     worst = {v.claim: v for v in judge(CLAIMS, evidence(0.5, 0.95, saliency_deletion=0.4))}
-    assert worst["rank"].verdict == "contradicted"
+    assert worst["rank"].verdict == "contradicted"  # a contradiction needs no control
+    uncontrolled = {v.claim: v for v in judge(CLAIMS, evidence(0.5, 0.95))}
+    assert uncontrolled["rank"].verdict == "inconclusive" and "no linear control" in uncontrolled["rank"].reason
+    reproduced = {v.claim: v for v in judge(CLAIMS, evidence(0.5, 0.95, control_saliency_deletion=0.2))}
+    assert reproduced["rank"].verdict == "inconclusive" and "reproduces it" in reproduced["rank"].reason
     assert not CLAIMS.comparable("deletion") and CLAIMS.comparable("distance")
 
 

@@ -155,6 +155,7 @@ def test_an_unfinished_run_is_ranked_on_the_samples_every_cell_has_scored(evalua
         assert cell.status == "incomplete" and cell.n == 4 and cell.n_expected == 6
         direction = next(m.direction for m in setting.metrics if m.label == cell.metric)
         assert cell.rank == competition_ranks({c.explainer: c.mean for c in row}, direction)[cell.explainer]
+    assert setting.samples_text == "6 samples (4 scored)"  # the headings say how far the run has got
 
 
 def test_examples_hold_every_model_and_explainer(evaluated):

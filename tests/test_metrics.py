@@ -429,6 +429,23 @@ def test_stability_uniform_pixel_neighbourhood_is_xpliques(shape, size):
     assert l2[0] == pytest.approx(size, rel=0.03)
 
 
+
+@pytest.mark.parametrize("normalise, absolute", [(False, False), (True, True)])
+def test_explain_inputs_matches_quantus_explain_batch(normalise, absolute):
+    """Stability explains its neighbours as Quantus's ``Metric.explain_batch`` does, with its checks as tensor
+    operations; an explanation that is the same everywhere is refused with a clear error."""
+    from otnn_plugin.metrics.base import Network
+
+    x = np.random.default_rng(1).normal(size=(3, 1, 2, 2)).astype(np.float32)
+    model = Linear(np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32))
+    metric = Stability(normalise=normalise, abs=absolute)
+    metric.explain_func, metric.explain_func_kwargs = identity, {}
+    ours = metric.explain_inputs(Network(model), torch.as_tensor(x), torch.zeros(3, dtype=torch.long))
+    np.testing.assert_array_equal(ours.numpy(), metric.explain_batch(model, x, np.zeros(3, np.int64)))
+    metric.explain_func = lambda model, inputs, targets, **kwargs: np.full_like(inputs, 0.5)
+    with pytest.raises(ValueError, match="all equal"):
+        metric.explain_inputs(Network(model), torch.as_tensor(x), torch.zeros(3, dtype=torch.long))
+
 def test_explanation_distance_against_a_reference_method():
     model = Linear(W)
 

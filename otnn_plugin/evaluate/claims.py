@@ -5,7 +5,7 @@ metrics; the paper's values come from ``paper_numbers.yaml``. A verdict needs th
 header): a result beyond its bootstrap uncertainty (:mod:`.uncertainty`), an OTNN in the transport regime (its
 measured mean ``||grad f||``), and a linear control that does not reproduce the result just as well: for a
 comparison between networks, the OTNN must also beat the control beyond the interval; for a rank, the control must
-not hold the rank as surely.
+not hold the rank as surely. A setting without a control confirms nothing.
 """
 from __future__ import annotations
 
@@ -106,6 +106,8 @@ def _regime(evidence: Evidence, otnn: str, minimum: float) -> str | None:
 #: linear model's exact Gradient x Input, reproduces the result instead.)
 DEGENERATE_SHARE = 0.5
 REPRODUCED = "the linear control reproduces it just as well"
+#: Without a control, a result that any linear model would give cannot be told from an OTNN property.
+NO_CONTROL = "no linear control was scored here to rule out linearity"
 
 
 def _degenerate(scores: np.ndarray) -> str | None:
@@ -159,7 +161,7 @@ def _better_on_otnn(claim: Claim, metric: str, evidence: Evidence, minimum: floa
         values = [paper_row.get(f, {}).get(method) for f in ("otnn", "unconstrained")]
         paper = "—" if None in values else f"OTNN {values[0]:.3g} vs {values[1]:.3g}"
         # The control reproduces the result "just as well" unless the OTNN also beats it beyond the interval.
-        held_back, versus_control = None, ""
+        held_back, versus_control = NO_CONTROL, ""
         if control is not None and (control, explainer, metric) in evidence.scores:
             control_scores = evidence.scores[(control, explainer, metric)]
             by_control = paired_difference(pair[0], control_scores, level=CONFIDENCE)
@@ -194,9 +196,10 @@ def _rank(claim: Claim, metric: str, evidence: Evidence, minimum: float) -> list
     held = holds(otnn)
     if held is None:
         return []
-    reproduced = control is not None and (holds(control) or 0.0) >= CONFIDENCE
+    by_control = None if control is None else holds(control)
+    held_back = NO_CONTROL if by_control is None else REPRODUCED if by_control >= CONFIDENCE else None
     outcome = 1 if held >= CONFIDENCE else -1 if held <= 1 - CONFIDENCE else 0
-    verdict, reason = _supported(outcome, _regime(evidence, otnn, minimum), REPRODUCED if reproduced else None)
+    verdict, reason = _supported(outcome, _regime(evidence, otnn, minimum), held_back)
     return [Verdict(claim.id, claim.where, claim.text, metric, explainer, f"Rk{paper_rank} of {len(paper_row)}",
                     f"Rk ≤ {paper_rank} in {held:.0%} of resamples", verdict, reason)]
 

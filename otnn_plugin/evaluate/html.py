@@ -61,7 +61,7 @@ def render_html(board: Leaderboard, figures: dict[str, bytes | None]) -> str:
     for setting in board.settings:
         name = setting.name
         parts.append(f'<section id="{escape(name)}"><h2>{escape(name)}: {escape(setting.dataset)}, '
-                     f'{setting.samples} samples</h2>')
+                     f'{setting.samples_text}</h2>')
         if setting.description:
             parts.append(f"<p>{escape(setting.description)}</p>")
         parts.append(_table(None, [[k, v] for k, v in setting_facts(setting)], "facts"))

@@ -191,6 +191,15 @@ class Setting:
     comparisons: list[Comparison]
     verdicts: list[Verdict]
 
+    @property
+    def samples_text(self) -> str:
+        """``1000 samples``, or ``1000 samples (900-925 scored)`` while cells over all samples are incomplete."""
+        partial = [c.n for c in self.cells if c.status == "incomplete" and c.n_expected == self.samples]
+        if not partial:
+            return f"{self.samples} samples"
+        low, high = min(partial), max(partial)
+        return f"{self.samples} samples ({low}{'' if low == high else f'-{high}'} scored)"
+
 
 @dataclass
 class Leaderboard:
@@ -492,7 +501,7 @@ def setting_facts(setting: Setting) -> list[tuple[str, str]]:
                            if len(spec) > 1 else "") for label, spec in setting.explainers.items()]
     facts = [
         ("config", f"{setting.config_name} (content hash {setting.config_hash})"),
-        ("data", f"{setting.dataset} {setting.split} split, {setting.samples} samples (seed "
+        ("data", f"{setting.dataset} {setting.split} split, {setting.samples_text} (seed "
                  f"{setting.seed}, batches of {setting.batch_size})"
                  + (f", explaining label {setting.label}" if setting.label else ", each for its own class")),
         ("models", "; ".join(models)),
@@ -535,7 +544,7 @@ def to_markdown(board: Leaderboard) -> str:
         "1000 samples and the settings of its appendix A.4: compare ranks and directions, not digits.", "",
     ]
     for setting in board.settings:
-        lines += [f"## {setting.name}: {setting.dataset}, {setting.samples} samples", ""]
+        lines += [f"## {setting.name}: {setting.dataset}, {setting.samples_text}", ""]
         if setting.description:
             lines += [setting.description, ""]
         lines += _markdown_table(["", ""], [[k, v] for k, v in setting_facts(setting)]) + [""]
@@ -558,7 +567,7 @@ def claims_markdown(board: Leaderboard) -> str:
     lines = []
     for setting in (s for s in board.settings if s.verdicts):
         lines += [f"**{setting.name}** ({setting.dataset}"
-                  + (f", label {setting.label}" if setting.label else "") + f", {setting.samples} samples): "
+                  + (f", label {setting.label}" if setting.label else "") + f", {setting.samples_text}): "
                   + "; ".join(_model_summary(model, d) for model, d in setting.diagnostics.items())
                   + ("" if setting.diagnostics else "no model diagnostics recorded") + ".", ""]
         rows = []

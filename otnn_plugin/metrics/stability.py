@@ -55,8 +55,8 @@ class Stability(SeededMetric):
     ``"spearman"`` (``1 - ρ``) or ``"l2"`` (``||a - b||``, in the maps' units, so it grows with the gradient norm),
     see :func:`explanation_distance`; Xplique's ``"l2"`` summed squared differences. The neighbours are explained
     by the call's ``explain_func`` in chunks of ``batch_size``, with Quantus's own pre-processing (``abs``,
-    ``normalise``), so both explanations are treated alike. Yeh et al.'s sensitivity takes the maximum over the
-    neighbourhood; the paper, like Xplique's ``AverageStability``, the mean.
+    ``normalise``; :meth:`TorchMetric.explain_inputs`), so both explanations are treated alike. Yeh et al.'s
+    sensitivity takes the maximum over the neighbourhood; the paper, like Xplique's ``AverageStability``, the mean.
     """
 
     name = "Stability"
@@ -94,8 +94,6 @@ class Stability(SeededMetric):
         for start in range(0, len(sample), self.batch_size):
             rows = slice(start, start + self.batch_size)
             owner = sample[rows]
-            neighbours = (x[owner] + noise[rows]).cpu().numpy()
-            explained = self.explain_batch(net.wrapped, neighbours, y[owner].cpu().numpy())
-            explained = torch.as_tensor(explained, dtype=a.dtype, device=x.device)
+            explained = self.explain_inputs(net, x[owner] + noise[rows], y[owner]).to(a.dtype)
             distances[rows] = explanation_distance(a[owner], explained, self.distance)
         return distances.view(len(x), self.nb_samples).mean(1)

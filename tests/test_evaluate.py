@@ -21,6 +21,7 @@ from otnn_plugin.cli.evaluate import default_out
 from otnn_plugin.evaluate import build_leaderboard, load_config, load_paper_numbers, prepare, read_results
 from otnn_plugin.evaluate.config import metric_class
 from otnn_plugin.evaluate.leaderboard import competition_ranks
+from otnn_plugin.evaluate.results import open_results
 from otnn_plugin.explainers import EXPLAIN_METHODS, explain
 from otnn_plugin.metrics import Deletion
 
@@ -213,6 +214,36 @@ def test_results_of_another_config_are_not_mixed(evaluated, tmp_path, data_dir, 
     other = write_config(tmp_path, seed=1)
     assert main(["evaluate", str(other), "--out", str(copy), "--quiet", "--data-dir", str(data_dir)]) == 2
     assert "holds results of another config" in capsys.readouterr().err
+
+
+def test_a_control_added_to_the_config_joins_the_comparison(evaluated, tmp_path, data_dir, capsys):
+    """Adding a model leaves the others' results valid: the old folder resumes with nothing to do, the new model goes
+    to its own folder (even on another device), and the leaderboard merges both into one setting."""
+    config, out = evaluated
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    models = {**TINY["models"], "Linear": {"model": "linear_fashionmnist", "weights": "random"}}
+    wider = write_config(tmp_path, models=models)
+    assert main(["evaluate", str(wider), "--models", "OTNN", "Unconstrained", "--out", str(copy), "--quiet",
+                 "--data-dir", str(data_dir), "--no-leaderboard"]) == 0
+    assert unit_scores(copy) == unit_scores(out)  # nothing recomputed
+    assert main(["evaluate", str(wider), "--out", str(copy), "--quiet", "--data-dir", str(data_dir)]) == 2
+    assert "score those into their own folder" in capsys.readouterr().err  # Linear would join a folder without it
+    control = tmp_path / "linear"
+    assert main(["evaluate", str(wider), "--models", "Linear", "--device", "cpu", "--out", str(control), "--quiet",
+                 "--data-dir", str(data_dir), "--no-leaderboard"]) == 0
+    (setting,) = build_leaderboard([read_results(copy), read_results(control)]).settings
+    assert set(setting.models) == {"OTNN", "Unconstrained", "Linear"} and ", " in setting.config_hash
+    assert {c.status for c in setting.cells if c.model == "Linear" and c.explainer == "saliency"} == {"ok"}
+    header = read_results(control).header
+    with pytest.raises(ValueError, match="resume with --device cpu"):
+        open_results(control, {**header, "config": {**header["config"], "device": "cuda"}})
+    other = {**models, "Linear": {"model": "linear_fashionmnist", "weights": "random", "args": {"num_classes": 10}}}
+    renamed = tmp_path / "renamed"
+    assert main(["evaluate", str(write_config(tmp_path, name="other", models=other)), "--models", "Linear", "--out",
+                 str(renamed), "--quiet", "--data-dir", str(data_dir), "--no-leaderboard"]) == 0
+    with pytest.raises(ValueError, match="give Linear two models"):
+        build_leaderboard([read_results(control), read_results(renamed)])
 
 
 @pytest.mark.parametrize("key", ["indices", "targets"])

@@ -61,6 +61,24 @@ _RUNNER_PARAMETERS = {"return_aggregate": False, "display_progressbar": False}
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
+#: The parts of a config's content that decide no other model's scores: its models (each model's scores depend on
+#: its own spec alone) and the device (which draws the explainers' random numbers). Result sets that differ only
+#: there belong to one comparison, which the leaderboard merges.
+PER_RESULT_SET = ("models", "device")
+
+
+def content_digest(content: dict[str, Any]) -> str:
+    """SHA-256 (first 16 hex digits) of the canonical JSON of a config's content."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def comparison_hash(content: dict[str, Any]) -> str:
+    """The digest of ``content`` without :data:`PER_RESULT_SET`: the same samples, seeds, explainers and metrics,
+    whichever models a result set scored and on which device."""
+    return content_digest({key: value for key, value in content.items() if key not in PER_RESULT_SET})
+
+
 def unit_seed(seed: int, *parts: object) -> int:
     """A seed for one piece of work, from the config's seed and the work's names (stable across runs)."""
     return zlib.crc32("/".join(map(str, (seed, *parts))).encode())
@@ -461,8 +479,7 @@ class EvalConfig(Settings):
 
     def content_hash(self) -> str:
         """SHA-256 (first 16 hex digits) of the canonical JSON of :meth:`content`."""
-        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return content_digest(self.content())
 
     def weights_path(self, model: ModelSpec) -> Path | None:
         """The safetensors file of a model whose weights are a file (relative paths: to the config's folder)."""

@@ -27,7 +27,7 @@ import numpy as np
 from .._shipped import paper_numbers_path
 from .._yaml import read_yaml
 from .claims import Evidence, PaperClaims, Verdict, judge
-from .config import EvalConfig, Unit
+from .config import EvalConfig, Unit, comparison_hash
 from .results import Results, weights_conflicts
 from .uncertainty import paired_difference, rank_frequencies
 
@@ -228,23 +228,42 @@ def _check_disjoint(group: list[Results]) -> None:
                                  "shards or a repeated run); pass each part once")
 
 
+def _merged_header(group: list[Results]) -> dict[str, Any]:
+    """The first header of ``group`` with every set's models: sets of one comparison may list different models
+    (a control added to the config later), but one label must name one model, on the same samples."""
+    header = dict(group[0].header)
+    models: dict[str, Any] = {}
+    for result in group:
+        if any(result.header[key] != header[key] for key in ("indices", "targets")):
+            raise ValueError(f"cannot merge {group[0].path} and {result.path}: they scored other samples or targets")
+        for label, spec in result.header["config"]["models"].items():
+            if models.setdefault(label, spec) != spec:
+                raise ValueError(f"cannot merge {', '.join(str(r.path) for r in group)}: their configs give "
+                                 f"{label} two models ({models[label]} and {spec}); rename one")
+    header["config"] = {**header["config"], "models": models}
+    header["config_hash"] = ", ".join(dict.fromkeys(result.config_hash for result in group))
+    return header
+
+
 def _merge(results: list[Results]) -> list[tuple[dict[str, Any], list[Results], dict]]:
-    """Result sets grouped by config hash: (header, the sets, their units). A folder given twice counts once; parts
-    of one run (split by model or by shard) must not overlap."""
+    """Result sets grouped by comparison (:func:`~.config.comparison_hash`: the same config but for its models and
+    device): (merged header, the sets, their units). A folder given twice counts once; parts of one run (split by
+    model or by shard) must not overlap."""
     groups: dict[str, list[Results]] = defaultdict(list)
     for result in {result.path.resolve(): result for result in results}.values():
-        groups[result.config_hash].append(result)
+        groups[comparison_hash(result.header["config"])].append(result)
     merged = []
     for group in groups.values():
         conflicts = weights_conflicts([result.header for result in group])
         if conflicts:
             raise ValueError(f"cannot merge {', '.join(str(r.path) for r in group)}: they scored other weights for "
                              f"{', '.join(conflicts)}; rerun one of them with the same weights")
+        header = _merged_header(group)
         _check_disjoint(group)
         units: dict = {}
         for result in group:
             units.update(result.units)
-        merged.append((group[0].header, group, units))
+        merged.append((header, group, units))
     return merged
 
 
@@ -387,7 +406,8 @@ def build_leaderboard(results: list[Results], paper: PaperNumbers | None = None,
     names = [header["name"] for header, _, _ in merged]
 
     def unique(header: dict[str, Any]) -> str:  # two configs of one name: tell them apart by their hash
-        return header["name"] if names.count(header["name"]) == 1 else f"{header['name']}-{header['config_hash'][:6]}"
+        return (header["name"] if names.count(header["name"]) == 1
+                else f"{header['name']}-{comparison_hash(header['config'])[:6]}")
 
     settings = [_setting(header, group, units, paper, claims, unique(header)) for header, group, units in merged]
     return Leaderboard(command, paper.source if paper else None, settings)
@@ -500,7 +520,8 @@ def setting_facts(setting: Setting) -> list[tuple[str, str]]:
     explainers = [label + (f" ({', '.join(f'{k}={v!r}' for k, v in spec.items() if k != 'method')})"
                            if len(spec) > 1 else "") for label, spec in setting.explainers.items()]
     facts = [
-        ("config", f"{setting.config_name} (content hash {setting.config_hash})"),
+        ("config", f"{setting.config_name} (content hash{'es' if ', ' in setting.config_hash else ''} "
+                   f"{setting.config_hash})"),
         ("data", f"{setting.dataset} {setting.split} split, {setting.samples_text} (seed "
                  f"{setting.seed}, batches of {setting.batch_size})"
                  + (f", explaining label {setting.label}" if setting.label else ", each for its own class")),

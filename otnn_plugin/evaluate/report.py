@@ -26,7 +26,7 @@ def write_report(board: Leaderboard, results: list[Results], out: str | Path) ->
     for setting in board.settings:
         examples: dict = {}
         for result in reversed(results):
-            if result.config_hash == setting.config_hash:
+            if str(result.path) in setting.sources:
                 examples.update(load_examples(result.folder))
         figures[f"{setting.name}/explanations"] = explanation_figure(setting, examples)
         for metric in setting.metrics:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._files import atomic_write_bytes, atomic_write_text
+from .config import comparison_hash
 
 __all__ = ["EXAMPLES", "RESULTS", "Results", "Unit", "append_record", "load_examples", "open_results",
            "read_results", "save_example", "weights_conflicts"]
@@ -104,7 +105,9 @@ def _shard_text(header: dict[str, Any]) -> str:
 def open_results(folder: Path, header: dict[str, Any]) -> Results:
     """The results in ``folder`` for the config of ``header``, created if absent, ready to append to.
 
-    Raises ``ValueError`` when ``folder`` holds results of another config (another content hash) or samples.
+    Raises ``ValueError`` when ``folder`` holds results of another comparison (other samples, seeds, explainers or
+    metrics), of another device, or of other models than those ``header`` scores. A config that only adds models
+    resumes the folder: score the new ones into folders of their own.
     """
     path = Path(folder) / RESULTS
     if path.exists() and not path.is_file():
@@ -113,15 +116,28 @@ def open_results(folder: Path, header: dict[str, Any]) -> Results:
         atomic_write_text(path, json.dumps({"event": "config", "format": FORMAT, **header}) + "\n")
         return read_results(path)
     results = read_results(path)
-    unplanned = {key: value for key, value in header["config"].items() if key != "plan"}
-    if results.config_hash != header["config_hash"] and results.header["config"] == unplanned:
+    stored, asked = results.header["config"], header["config"]
+    unplanned = {key: value for key, value in asked.items() if key != "plan"}
+    if comparison_hash(stored) != comparison_hash(asked) and comparison_hash(stored) == comparison_hash(unplanned):
         raise ValueError(f"{path} holds results of this config seeded the plan-1 way (before paired seeds): add "
                          "plan: 1 to the config to resume them, or pass another --out")
-    if results.config_hash != header["config_hash"]:
+    if comparison_hash(stored) != comparison_hash(asked):
         raise ValueError(
             f"{path} holds results of another config (hash {results.config_hash}, this one {header['config_hash']}): "
             "pass another --out, or delete that folder to start over"
         )
+    if stored.get("device") != asked.get("device"):
+        raise ValueError(f"{path} holds results computed with device {stored.get('device')!r}, not "
+                         f"{asked.get('device')!r} (devices draw different random numbers): resume with --device "
+                         f"{stored.get('device')}, or pass another --out")
+    held, scoring = set(results.header.get("weights") or {}), set(header.get("weights") or {})
+    if scoring - held:
+        raise ValueError(f"{path} holds results of {', '.join(sorted(held))}, not of "
+                         f"{', '.join(sorted(scoring - held))}: score those into their own folder (--models ... --out)")
+    changed = sorted(label for label in scoring if stored["models"].get(label) != asked["models"].get(label))
+    if changed:
+        raise ValueError(f"{path} holds results of another {', '.join(changed)} (its model, weights or arguments "
+                         "changed in the config): pass another --out, or delete that folder to start over")
     if any(results.header[key] != header[key] for key in ("indices", "targets")):
         raise ValueError(f"{path} holds results of the same config on other samples or targets (drawn by another "
                          "otnn-plugin version): pass another --out, or delete that folder to start over")

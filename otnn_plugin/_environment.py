@@ -34,6 +34,9 @@ def environment(device: torch.device) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     versions["torch"] = torch.__version__  # with its build label (+cu130, +cpu), which metadata drops
+    from . import __version__  # also when run from a source tree that was never installed (no metadata)
+
+    versions["otnn-plugin"] = __version__
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"python": platform.python_version(), **versions, "device": str(device), "device_name": name,
             "threads": torch.get_num_threads()}

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+import otnn_plugin
 import otnn_plugin.evaluate.runner as runner
 from otnn_plugin import is_otnn
 from otnn_plugin.cli import main
@@ -93,6 +94,7 @@ def test_results_record_config_hash_versions_and_times(evaluated):
     assert results.header["config"]["samples"] == 6 and len(results.header["indices"]) == 6
     (session,) = results.sessions
     assert session["environment"]["torch"] == torch.__version__
+    assert session["environment"]["otnn-plugin"] == otnn_plugin.__version__  # also from an uninstalled source tree
     assert {"quantus", "captum", "timm", "deel-torchlip", "device"} <= set(session["environment"])
     assert session["command"].startswith("otnn evaluate ")
     assert set(session["export_max_abs_difference"]) == {"OTNN"}  # the OTNN ran as export_vanilla

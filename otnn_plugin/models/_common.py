@@ -8,10 +8,22 @@ from timm.models import DefaultCfg, generate_default_cfgs
 from torch import nn
 
 from ..hub import hub_id, resolve_weights
+from ..labels import CELEBA_PAPER_ATTRIBUTES
 
 PAPER = dict(
     paper_ids="arXiv:2206.06854",
     paper_name="On the explainable properties of 1-Lipschitz Neural Networks: An Optimal Transport Perspective",
+)
+
+#: Weights trained on our 10,000-image CelebA subset at half resolution carry this tag.
+CELEBA_SUBSET_TAG = "subset_109x89"
+#: The pretrained config of every model trained on that subset.
+CELEBA_SUBSET = dict(
+    num_classes=22, input_size=(3, 109, 89), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fixed_input_size=True,
+    label_names=CELEBA_PAPER_ATTRIBUTES, license="other",
+    description="CelebA multilabel classifier of the paper's 22 attributes, inputs in [0, 1]; trained on a "
+                "10,000-image subset at 109x89",
+    notes=("CelebA-derived weights: non-commercial research use only (CelebA agreement)",),
 )
 
 

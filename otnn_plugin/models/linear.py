@@ -3,7 +3,8 @@
 A linear classifier has the same saliency map everywhere (its weight row) and a first-order Taylor expansion that is
 exact, so it passes several explanation metrics for reasons that have nothing to do with optimal transport: a
 result it reproduces is not evidence for the paper's claims (the evaluation-honesty issue). ``linear_fashionmnist``
-is ``f(x) = W vec(x) + b``; its one "feature stage" is the input itself, so Grad-CAM runs on it too.
+and ``linear_celeba`` (22 logistic regressions, one per label, on the 3x109x89 values) are ``f(x) = W vec(x) + b``;
+their one "feature stage" is the input itself, so Grad-CAM runs on it too.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 from timm.models import build_model_with_cfg, register_model
 from torch import nn
 
-from ._common import check_pretrained, default_cfg, generate_cfgs, with_pretrained_file
+from ._common import (CELEBA_SUBSET, CELEBA_SUBSET_TAG, check_pretrained, default_cfg, generate_cfgs,
+                      with_pretrained_file)
 
 __all__ = ["LinearClassifier"]
 
@@ -51,6 +53,11 @@ default_cfgs = generate_cfgs({
         num_classes=10, input_size=(1, 28, 28), mean=(0.0,), std=(1.0,), license="mit", first_conv="head",
         description="linear control for Fashion-MNIST: multinomial logistic regression on the 784 pixels",
     ),
+    f"linear_celeba.{CELEBA_SUBSET_TAG}": default_cfg(
+        **{**CELEBA_SUBSET, "description": "linear control for CelebA: a logistic regression per label on the "
+                                          "3x109x89 values, trained on a 10,000-image subset at 109x89"},
+        first_conv="head",
+    ),
 })
 
 
@@ -61,4 +68,14 @@ def linear_fashionmnist(pretrained: bool = False, **kwargs) -> LinearClassifier:
                                  **with_pretrained_file("linear_fashionmnist", pretrained, kwargs))
     if pretrained:
         check_pretrained(model, "linear_fashionmnist", (1, 28, 28))
+    return model
+
+
+@register_model
+def linear_celeba(pretrained: bool = False, **kwargs) -> LinearClassifier:
+    """A logistic regression per CelebA label on the pixels at 109x89: the CelebA evaluations' linear control."""
+    model = build_model_with_cfg(LinearClassifier, "linear_celeba", pretrained,
+                                 **with_pretrained_file("linear_celeba", pretrained, kwargs))
+    if pretrained:
+        check_pretrained(model, "linear_celeba", (3, *model.img_size))
     return model

@@ -28,12 +28,13 @@ import torch
 from timm.models import build_model_with_cfg, register_model
 from torch import nn
 
-from ..labels import CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
+from ..labels import FASHION_MNIST_CLASSES
 from ..layers import (CenterCrop2d, FrobeniusLinear, GroupSort2, ScaledAdaptiveAvgPool2d, ScaledL2NormPool2d,
                       SpectralConv2d, SpectralLinear)
 from ..orthogonal import PADDING_MODES, OrthogonalConv2d
 from ..spectral import smooth_orthogonal_init_
-from ._common import check_pretrained, default_cfg, generate_cfgs, pretrained_cfg_of, with_pretrained_file
+from ._common import (CELEBA_SUBSET, CELEBA_SUBSET_TAG, check_pretrained, default_cfg, generate_cfgs, pretrained_cfg_of,
+                      with_pretrained_file)
 
 __all__ = ["VGGSpec", "VGGNet", "CONV_TYPES", "CONV_INITS", "HEAD_TYPES"]
 
@@ -287,15 +288,6 @@ _FASHION = dict(
     num_classes=10, input_size=(1, 28, 28), mean=(0.0,), std=(1.0,), label_names=FASHION_MNIST_CLASSES,
     license="mit", description="Fashion-MNIST classifier, inputs in [0, 1]",
 )
-#: Weights trained on our 10,000-image CelebA subset at half resolution carry this tag.
-CELEBA_SUBSET_TAG = "subset_109x89"
-_CELEBA_SUBSET = dict(
-    num_classes=22, input_size=(3, 109, 89), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fixed_input_size=True,
-    label_names=CELEBA_PAPER_ATTRIBUTES, license="other",
-    description="CelebA multilabel classifier of the paper's 22 attributes, inputs in [0, 1]; trained on a "
-                "10,000-image subset at 109x89",
-    notes=("CelebA-derived weights: non-commercial research use only (CelebA agreement)",),
-)
 _IMAGENET = dict(
     num_classes=1000, input_size=(3, 224, 224), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_pct=0.875,
     license="other", hf_hub_id=None,
@@ -314,7 +306,7 @@ default_cfgs = generate_cfgs({
         for size in ("", "_small", "_shallow", "_gnp")
     },
     **{
-        f"{family}_vgg_celeba{size}.{CELEBA_SUBSET_TAG}": default_cfg(**_CELEBA_SUBSET)
+        f"{family}_vgg_celeba{size}.{CELEBA_SUBSET_TAG}": default_cfg(**CELEBA_SUBSET)
         for family in ("otnn", "unconstrained")
         for size in ("", "_small", "_gnp")
     },

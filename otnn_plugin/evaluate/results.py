@@ -117,11 +117,11 @@ def open_results(folder: Path, header: dict[str, Any]) -> Results:
         return read_results(path)
     results = read_results(path)
     stored, asked = results.header["config"], header["config"]
-    unplanned = {key: value for key, value in asked.items() if key != "plan"}
-    if comparison_hash(stored) != comparison_hash(asked) and comparison_hash(stored) == comparison_hash(unplanned):
-        raise ValueError(f"{path} holds results of this config seeded the plan-1 way (before paired seeds): add "
-                         "plan: 1 to the config to resume them, or pass another --out")
-    if comparison_hash(stored) != comparison_hash(asked):
+    held_comparison = comparison_hash(stored)
+    if held_comparison != comparison_hash(asked):
+        if held_comparison == comparison_hash({key: value for key, value in asked.items() if key != "plan"}):
+            raise ValueError(f"{path} holds results of this config seeded the plan-1 way (before paired seeds): add "
+                             "plan: 1 to the config to resume them, or pass another --out")
         raise ValueError(
             f"{path} holds results of another config (hash {results.config_hash}, this one {header['config_hash']}): "
             "pass another --out, or delete that folder to start over"

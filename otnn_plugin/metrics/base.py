@@ -250,7 +250,7 @@ class TorchMetric(Metric[list[float]]):
         a = torch.as_tensor(utils.expand_attribution_channel(np.asarray(a), inputs), device=x.device)
         check_attributions(tuple(a.shape), tuple(x.shape))
         check_explanations(a)
-        if (a == 0).all() or (a == 1).all() or (a == a.flatten()[0]).all() or (a < 0).all():
+        if (a == a.flatten()[0]).all() or (a < 0).all():  # all equal covers Quantus's all-zero and all-one
             raise ValueError("the explanations of the perturbed inputs are all zero, all one, all equal or all "
                              "negative: metrics that rank their values cannot use them; check the explain_func")
         if self.normalise:

@@ -61,21 +61,22 @@ default_cfgs = generate_cfgs({
 })
 
 
+def _create_linear(variant: str, pretrained: bool, **kwargs) -> LinearClassifier:
+    """``LinearClassifier`` with ``variant``'s pretrained config, its weights checked when loaded."""
+    model = build_model_with_cfg(LinearClassifier, variant, pretrained,
+                                 **with_pretrained_file(variant, pretrained, kwargs))
+    if pretrained:
+        check_pretrained(model, variant, (model.in_chans, *model.img_size))
+    return model
+
+
 @register_model
 def linear_fashionmnist(pretrained: bool = False, **kwargs) -> LinearClassifier:
     """Multinomial logistic regression on Fashion-MNIST pixels: the evaluations' linear control."""
-    model = build_model_with_cfg(LinearClassifier, "linear_fashionmnist", pretrained,
-                                 **with_pretrained_file("linear_fashionmnist", pretrained, kwargs))
-    if pretrained:
-        check_pretrained(model, "linear_fashionmnist", (1, 28, 28))
-    return model
+    return _create_linear("linear_fashionmnist", pretrained, **kwargs)
 
 
 @register_model
 def linear_celeba(pretrained: bool = False, **kwargs) -> LinearClassifier:
     """A logistic regression per CelebA label on the pixels at 109x89: the CelebA evaluations' linear control."""
-    model = build_model_with_cfg(LinearClassifier, "linear_celeba", pretrained,
-                                 **with_pretrained_file("linear_celeba", pretrained, kwargs))
-    if pretrained:
-        check_pretrained(model, "linear_celeba", (3, *model.img_size))
-    return model
+    return _create_linear("linear_celeba", pretrained, **kwargs)

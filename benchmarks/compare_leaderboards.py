@@ -19,7 +19,12 @@ NEGLIGIBLE = 1e-5
 
 
 def _setting(path: Path) -> dict:
-    (setting,) = json.loads(path.read_text())["settings"]
+    """The one setting of a ``leaderboard.json``; ``ValueError`` in one line for anything else."""
+    try:
+        (setting,) = json.loads(path.read_text())["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not the leaderboard.json of one config written by otnn leaderboard "
+                         f"({type(err).__name__}: {err})") from None
     return setting
 
 
@@ -45,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("a", type=Path)
     parser.add_argument("b", type=Path)
     args = parser.parse_args(argv)
-    a, b = _setting(args.a), _setting(args.b)
+    try:
+        a, b = _setting(args.a), _setting(args.b)
+    except ValueError as err:
+        parser.error(str(err))
     if a["config_name"] != b["config_name"]:
         parser.error(f"{args.a} is of config {a['config_name']!r}, {args.b} of {b['config_name']!r}")
     print(json.dumps(compare(a, b), indent=1, default=str))

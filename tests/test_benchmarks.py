@@ -267,3 +267,15 @@ def test_compare_leaderboards_reports_differing_verdicts_and_means():
     apart = compare(setting("confirmed", 1.0), setting("inconclusive", 2.0))
     assert apart["differing_verdicts"] == [("c", "m", "saliency")]
     assert apart["cells_beyond_1.96"] == [(7.07, ("OTNN", "saliency", "m"))]
+
+
+def test_compare_leaderboards_refuses_what_is_not_a_leaderboard_in_one_line(tmp_path, capsys):
+    from benchmarks.compare_leaderboards import main
+
+    (tmp_path / "bad.json").write_text("{}")
+    for given in (tmp_path / "missing.json", tmp_path / "bad.json"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(given), str(given)])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "not the leaderboard.json of one config" in error and "Traceback" not in error

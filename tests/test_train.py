@@ -128,6 +128,22 @@ def test_resume_accepts_a_new_description_and_logs_it(tmp_path, data_dir):
                       "changed": {"description": ["old words", "new words"], "epochs": [1, 2]}}
 
 
+def test_resume_takes_an_integer_setting_and_its_float_as_one_but_not_a_boolean(tmp_path, data_dir):
+    """``--loss-arg lam=300`` parses to 300, a recipe file says 300.0: the same setting; True is not 1.0."""
+    from otnn_plugin.train.checkpoint import _settings_differences
+
+    first = prepare(load_recipe("snowflake_otnn", **{**TINY, "epochs": 1}, loss_args={"lam": 300}), device="cpu",
+                    data_dir=data_dir)
+    train(first, tmp_path, progress=False)
+    resumed = prepare(load_recipe("snowflake_otnn", **TINY, loss_args={"lam": 300.0}), device="cpu",
+                      data_dir=data_dir)
+    train(resumed, tmp_path, resume=True, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[2] == {"event": "resume", "after_epoch": 1, "changed": {"epochs": [1, 2]}}
+    assert _settings_differences({"loss_args": {"balanced": True}}, {"loss_args": {"balanced": 1.0}})
+    assert _settings_differences({"lr": 0.002}, {"lr": 0.003})
+
+
 def test_bf16_is_refused_where_it_breaks_the_lipschitz_bound_and_trains_the_twin(tmp_path, data_dir):
     with pytest.raises(ValueError, match="breaks the 1-Lipschitz bound"):
         prepare(load_recipe("snowflake_otnn", precision="bf16", **TINY), device="cpu", data_dir=data_dir)

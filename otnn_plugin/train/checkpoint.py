@@ -30,7 +30,22 @@ def _settings_differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[st
     """``{setting: (saved, now)}`` for every saved setting that differs now, ``RESUMABLE`` ones included (settings
     newer than the checkpoint's version of the recipe are not compared)."""
     return {key: (saved[key], now.get(key)) for key in sorted(saved)
-            if json.dumps(saved[key], sort_keys=True) != json.dumps(now.get(key), sort_keys=True)}
+            if _comparable(saved[key]) != _comparable(now.get(key))}
+
+
+def _comparable(value: Any) -> str:
+    """``value`` as sorted JSON with every number a float, so that ``lam: 300`` on the command line and
+    ``lam: 300.0`` in a recipe file are the same setting (booleans stay booleans)."""
+    def floats(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: floats(entry) for key, entry in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [floats(entry) for entry in item]
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            return float(item)
+        return item
+
+    return json.dumps(floats(value), sort_keys=True)
 
 
 def save_checkpoint(run_dir: Path, epoch: int, model: nn.Module, objective: nn.Module,

@@ -144,6 +144,21 @@ def test_resume_takes_an_integer_setting_and_its_float_as_one_but_not_a_boolean(
     assert _settings_differences({"lr": 0.002}, {"lr": 0.003})
 
 
+def test_weight_decay_shrinks_the_weights_as_adamw_and_the_card_names_it(tmp_path, data_dir):
+    """``weight_decay`` is AdamW's decoupled decay: the twin's weights end smaller; 0 keeps the paper's Adam."""
+    from otnn_plugin.train.card import _optimiser
+
+    norms = {}
+    for decay in (0.0, 0.5):
+        prepared = prepare(load_recipe("snowflake_unconstrained", **TINY, weight_decay=decay), device="cpu",
+                           data_dir=data_dir)
+        train(prepared, tmp_path / str(decay), progress=False)
+        norms[decay] = sum(p.norm() ** 2 for n, p in prepared.model.named_parameters() if n.endswith("weight"))
+    assert norms[0.5] < 0.995 * norms[0.0]  # same seed: without the decay the two runs are identical
+    assert _optimiser(load_recipe("snowflake_unconstrained", weight_decay=0.5)) == "AdamW lr 0.002 weight decay 0.5"
+    assert _optimiser(load_recipe("snowflake_unconstrained")) == "Adam lr 0.002"
+
+
 def test_bf16_is_refused_where_it_breaks_the_lipschitz_bound_and_trains_the_twin(tmp_path, data_dir):
     with pytest.raises(ValueError, match="breaks the 1-Lipschitz bound"):
         prepare(load_recipe("snowflake_otnn", precision="bf16", **TINY), device="cpu", data_dir=data_dir)

@@ -6,6 +6,7 @@ import json
 import timm
 import yaml
 
+from .recipe import Recipe
 from .trainer import TrainingSetup, TrainResult
 
 __all__ = ["model_card"]
@@ -41,6 +42,13 @@ def _diagnostics_table(diagnostics: dict) -> str:
     return table
 
 
+def _optimiser(recipe: Recipe) -> str:
+    """The optimiser as the card names it: the paper's Adam, or AdamW where the recipe decays weights."""
+    if recipe.weight_decay:
+        return f"AdamW lr {recipe.lr} weight decay {recipe.weight_decay}"
+    return f"Adam lr {recipe.lr}"
+
+
 def _architecture(model: str) -> str:
     """The first paragraph of the timm entrypoint's docstring, which says which paper table (if any) it follows."""
     doc = (timm.models.model_entrypoint(model).__doc__ or "").strip().split("\n\n")[0]
@@ -72,7 +80,7 @@ def model_card(name: str, prepared: TrainingSetup, result: TrainResult, command:
 {recipe.description or recipe.model}
 
 Architecture `{recipe.model}` from otnn-plugin ({_architecture(recipe.model)}), trained with
-`{recipe.loss}` {recipe.loss_args or ''} for {recipe.epochs} epochs, Adam lr {recipe.lr}, batch {recipe.batch_size}.
+`{recipe.loss}` {recipe.loss_args or ''} for {recipe.epochs} epochs, {_optimiser(recipe)}, batch {recipe.batch_size}.
 
 ```python
 import timm, otnn_plugin

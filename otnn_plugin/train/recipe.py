@@ -41,7 +41,8 @@ class Recipe(Settings):
     """What to train, on what, with which loss and optimiser (Adam, as in the paper).
 
     ``power_iterations`` is the number of power-iteration steps each spectral layer runs per training forward
-    (deel-torchlip runs 1; large learning rates need more, see :mod:`otnn_plugin.spectral`). ``schedule`` is the
+    (deel-torchlip runs 1; large learning rates need more, see :mod:`otnn_plugin.spectral`). ``weight_decay`` makes
+    the optimiser AdamW (decoupled decay, not in the paper; for twins that overfit). ``schedule`` is the
     paper's ``constant`` learning rate or a ``cosine`` decay from ``lr`` to 0 over the run, step by step. A pydantic
     model: building one in Python runs the checks a YAML file gets; ``otnn schema recipe`` prints its JSON Schema.
     """
@@ -56,6 +57,7 @@ class Recipe(Settings):
         description="an hKR loss (otnn_plugin.list_losses()), cross_entropy or binary_cross_entropy")
     epochs: PositiveInt
     lr: float = Field(gt=0, lt=1, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="decoupled weight decay (AdamW); 0, the paper's Adam")
     batch_size: PositiveInt = 128
     model_args: dict[str, Any] = Field(default_factory=dict, description="timm.create_model arguments")
     dataset_args: dict[str, Any] = Field(default_factory=dict, description="options of the dataset's loader")

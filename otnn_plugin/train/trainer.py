@@ -109,7 +109,8 @@ def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, pr
     run_dir, world = Path(run_dir), distributed.world()
     progress = progress and world.is_main
     _check_writable(run_dir, resume)
-    optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=recipe.lr)
+    optimizer = torch.optim.Adam([*model.parameters(), *objective.parameters()], lr=recipe.lr,
+                                 weight_decay=recipe.weight_decay, decoupled_weight_decay=recipe.weight_decay > 0)
     done, changed = load_checkpoint(run_dir, model, objective, optimizer, recipe.to_dict()) if resume else (0, {})
     log = _read_log(run_dir / LOG, done) if resume else []
     if not log:

@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--recipe", required=True, help="recipe name or path to a YAML file")
     parser.add_argument("--epochs", type=int, help="number of epochs")
     parser.add_argument("--lr", type=float, help="Adam learning rate")
+    parser.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (0: Adam)")
     parser.add_argument("--batch-size", type=int, help="global batch size (torchrun splits it over the processes)")
     parser.add_argument("--seed", type=int, help="seed for initialisation, shuffling and augmentation")
     parser.add_argument("--train-limit", type=int, help="use only this many training images (seeded subset)")
@@ -49,9 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = load_recipe(args.recipe, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                         train_limit=args.train_limit, test_limit=args.test_limit, precision=args.precision,
-                         power_iterations=args.power_iterations)
+    recipe = load_recipe(args.recipe, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+                         batch_size=args.batch_size, seed=args.seed, train_limit=args.train_limit,
+                         test_limit=args.test_limit, precision=args.precision, power_iterations=args.power_iterations)
     recipe = recipe.updated(loss_args={**recipe.loss_args, **dict(args.loss_arg)},
                             model_args={**recipe.model_args, **dict(args.model_arg)})
     if args.registry and not recipe.registry_name:

@@ -17,7 +17,7 @@ from PIL import Image
 import otnn_plugin.cli as cli
 from otnn_plugin.data import celeba, label_columns, label_names, label_rates, list_datasets, load_dataset, to_tensors
 from otnn_plugin.data.snowflake import koch_snowflake
-from otnn_plugin.data.transforms import celeba_augment
+from otnn_plugin.data.transforms import celeba_augment, fashion_mnist_augment
 from otnn_plugin.labels import CELEBA_ATTRIBUTES, CELEBA_PAPER_ATTRIBUTES, FASHION_MNIST_CLASSES
 
 
@@ -439,6 +439,25 @@ def test_augment_is_reproducible_and_checks_its_input():
     assert not torch.equal(first, celeba_augment(x, torch.Generator().manual_seed(4)))
     with pytest.raises(ValueError, match=r"float batch \(N, C, H, W\)"):
         celeba_augment((x * 255).to(torch.uint8))
+
+
+def test_fashion_mnist_augment_only_shifts_and_flips():
+    """Not in the paper: windows of the padded image, mirrored or not, with every pixel value kept as it was."""
+    x = coordinate_image(32)[:, :1]
+    out = fashion_mnist_augment(x, torch.Generator().manual_seed(5))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    for image, result in zip(padded, out):
+        windows = [image[:, dy:dy + 12, dx:dx + 10] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(result, w) or torch.equal(result, w.flip(2)) for w in windows)
+    assert not torch.equal(out, x)
+
+
+def test_augment_is_refused_where_a_dataset_has_none(data_dir):
+    from otnn_plugin.train import load_recipe, prepare
+
+    with pytest.raises(ValueError, match="snowflake has no augmentation .*set augment: false"):
+        prepare(load_recipe("snowflake_otnn", augment=True, epochs=1, train_limit=64, test_limit=32), device="cpu",
+                data_dir=data_dir)
 
 
 # ---------------------------------------------------------------- otnn data

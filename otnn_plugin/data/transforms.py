@@ -2,7 +2,7 @@
 
 The paper normalises images to [0, 1] (done by :func:`otnn_plugin.data.to_tensors`) and augments CelebA with
 random crop, horizontal flip, random brightness and random contrast; Fashion-MNIST is not augmented. It gives no
-magnitudes: the defaults below are ours.
+magnitudes: the defaults below are ours. :func:`fashion_mnist_augment` (shifts and flips) is not in the paper.
 """
 from __future__ import annotations
 
@@ -33,12 +33,21 @@ def celeba_augment(
     if shift < 0 or brightness < 0 or not 0 <= contrast[0] <= contrast[1]:
         raise ValueError(f"shift={shift}, brightness={brightness}, contrast={contrast}: need shift >= 0, "
                          "brightness >= 0 and 0 <= low <= high")
-    n, _, height, width = x.shape
+    out = _shift_and_flip(x, generator, shift)
     source = generator.device if generator is not None else x.device  # draw where the generator lives
 
     def uniform(low: float, high: float) -> torch.Tensor:
-        return torch.empty(n, 1, 1, 1, device=source).uniform_(low, high, generator=generator).to(x)
+        return torch.empty(len(x), 1, 1, 1, device=source).uniform_(low, high, generator=generator).to(x)
 
+    out = out + uniform(-brightness, brightness)
+    mean = out.mean(dim=(2, 3), keepdim=True)
+    return (mean + uniform(*contrast) * (out - mean)).clamp_(0.0, 1.0)
+
+
+def _shift_and_flip(x: torch.Tensor, generator: torch.Generator | None, shift: int) -> torch.Tensor:
+    """Each image shifted by up to ``shift`` pixels each way (edges repeated) and mirrored with probability 1/2."""
+    n, _, height, width = x.shape
+    source = generator.device if generator is not None else x.device
     top, left = torch.randint(2 * shift + 1, (2, n, 1), generator=generator, device=source).to(x.device)
     flip = torch.rand(n, 1, generator=generator, device=source).to(x.device) < 0.5
     rows = top + torch.arange(height, device=x.device)
@@ -46,7 +55,18 @@ def celeba_augment(
     cols = torch.where(flip, cols.flip(1), cols)
     padded = F.pad(x, (shift, shift, shift, shift), mode="replicate") if shift else x
     batch = torch.arange(n, device=x.device).view(n, 1, 1)
-    out = padded[batch, :, rows.view(n, height, 1), cols.view(n, 1, width)].permute(0, 3, 1, 2)
-    out = out + uniform(-brightness, brightness)
-    mean = out.mean(dim=(2, 3), keepdim=True)
-    return (mean + uniform(*contrast) * (out - mean)).clamp_(0.0, 1.0)
+    return padded[batch, :, rows.view(n, height, 1), cols.view(n, 1, width)].permute(0, 3, 1, 2)
+
+
+def fashion_mnist_augment(x: torch.Tensor, generator: torch.Generator | None = None, shift: int = 2) -> torch.Tensor:
+    """Not in the paper (A.2.1 trains Fashion-MNIST without augmentation): the crop and flip of
+    :func:`celeba_augment` alone, a shift by up to ``shift`` pixels each way and a horizontal flip with probability
+    1/2, for OTNNs that overfit. Fashion-MNIST's borders are black, so the repeated edges pad with black."""
+    if x.ndim != 4 or not x.is_floating_point() or shift < 0:
+        raise ValueError(f"fashion_mnist_augment expects a float batch (N, C, H, W) and shift >= 0, got "
+                         f"{tuple(x.shape)} {x.dtype}, shift={shift}")
+    return _shift_and_flip(x, generator, shift)
+
+
+#: The augmentation ``augment: true`` applies, by dataset.
+AUGMENTATIONS = {"celeba": celeba_augment, "fashion_mnist": fashion_mnist_augment}

@@ -62,7 +62,8 @@ class Recipe(Settings):
     model_args: dict[str, Any] = Field(default_factory=dict, description="timm.create_model arguments")
     dataset_args: dict[str, Any] = Field(default_factory=dict, description="options of the dataset's loader")
     loss_args: dict[str, Any] = Field(default_factory=dict, description="arguments of the loss")
-    augment: bool = Field(False, description="the paper's CelebA augmentation (A.2.1)")
+    augment: bool = Field(False, description="the paper's CelebA augmentation (A.2.1); on Fashion-MNIST, shifts and "
+                          "flips (not in the paper)")
     precision: Annotated[str, one_of("precision", lambda: PRECISIONS)] = Field(
         "fp32", description="fp32, or bf16 autocast (refused where it breaks an OTNN's bound)")
     seed: NonNegativeInt = 0

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import data
-from ..data.transforms import celeba_augment
+from ..data.transforms import AUGMENTATIONS
 from .._environment import environment
 from .._finite import check_finite
 from .._files import atomic_write_text, check_output
@@ -82,8 +82,9 @@ def prepare(recipe: Recipe, device: str = "auto", data_dir: str | Path | None = 
         splits.append((x, y))
     task = task_of(splits[0][1])
     objective = build_objective(recipe.loss, dict(recipe.loss_args), model.num_classes, task)
-    if recipe.augment and recipe.dataset != "celeba":
-        raise ValueError(f"augment is the paper's CelebA augmentation; {recipe.dataset} trains without it")
+    if recipe.augment and recipe.dataset not in AUGMENTATIONS:
+        raise ValueError(f"augment: {recipe.dataset} has no augmentation (there is one for "
+                         f"{', '.join(AUGMENTATIONS)}); set augment: false")
     check_precision(model, recipe.precision, tuple(splits[0][0].shape[1:]))
     return TrainingSetup(recipe, model.to(torch_device), objective.to(torch_device), task, splits[0], splits[1],
                     torch_device)
@@ -123,7 +124,7 @@ def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, pr
         run_dir.mkdir(parents=True, exist_ok=True)
 
     x_train, y_train = (t.to(device) for t in prepared.train)
-    augment = celeba_augment if recipe.augment else None
+    augment = AUGMENTATIONS[recipe.dataset] if recipe.augment else None
     started = time.perf_counter() - sum(line.get("seconds", 0.0) for line in log)
     scores: dict = next((line["test"] for line in reversed(log) if "test" in line), {})
     for epoch in range(done + 1, recipe.epochs + 1):

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weight-decay", type=float, help="AdamW's decoupled weight decay (0: Adam)")
     parser.add_argument("--batch-size", type=int, help="global batch size (torchrun splits it over the processes)")
     parser.add_argument("--seed", type=int, help="seed for initialisation, shuffling and augmentation")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                        help="augment the training images (CelebA: the paper's A.2.1; Fashion-MNIST: shifts and flips, "
+                             "not in the paper)")
     parser.add_argument("--train-limit", type=int, help="use only this many training images (seeded subset)")
     parser.add_argument("--test-limit", type=int, help="use only this many test images (seeded subset)")
     parser.add_argument("--power-iterations", type=int,
@@ -51,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                         batch_size=args.batch_size, seed=args.seed, train_limit=args.train_limit,
-                         test_limit=args.test_limit, precision=args.precision, power_iterations=args.power_iterations)
+                         augment=args.augment, batch_size=args.batch_size, seed=args.seed,
+                         train_limit=args.train_limit, test_limit=args.test_limit, precision=args.precision,
+                         power_iterations=args.power_iterations)
     recipe = recipe.updated(loss_args={**recipe.loss_args, **dict(args.loss_arg)},
                             model_args={**recipe.model_args, **dict(args.model_arg)})
     if args.registry and not recipe.registry_name:

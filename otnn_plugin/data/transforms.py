@@ -28,8 +28,6 @@ def celeba_augment(
 
     One gather does crop and flip together, so there is no loop over samples; the result is on ``x``'s device.
     """
-    if x.ndim != 4 or not x.is_floating_point():
-        raise ValueError(f"celeba_augment expects a float batch (N, C, H, W), got {tuple(x.shape)} {x.dtype}")
     if shift < 0 or brightness < 0 or not 0 <= contrast[0] <= contrast[1]:
         raise ValueError(f"shift={shift}, brightness={brightness}, contrast={contrast}: need shift >= 0, "
                          "brightness >= 0 and 0 <= low <= high")
@@ -46,6 +44,9 @@ def celeba_augment(
 
 def _shift_and_flip(x: torch.Tensor, generator: torch.Generator | None, shift: int) -> torch.Tensor:
     """Each image shifted by up to ``shift`` pixels each way (edges repeated) and mirrored with probability 1/2."""
+    if x.ndim != 4 or not x.is_floating_point() or shift < 0:
+        raise ValueError(f"augmentation expects a float batch (N, C, H, W) and shift >= 0, got {tuple(x.shape)} "
+                         f"{x.dtype}, shift={shift}")
     n, _, height, width = x.shape
     source = generator.device if generator is not None else x.device
     top, left = torch.randint(2 * shift + 1, (2, n, 1), generator=generator, device=source).to(x.device)
@@ -62,9 +63,6 @@ def fashion_mnist_augment(x: torch.Tensor, generator: torch.Generator | None = N
     """Not in the paper (A.2.1 trains Fashion-MNIST without augmentation): the crop and flip of
     :func:`celeba_augment` alone, a shift by up to ``shift`` pixels each way and a horizontal flip with probability
     1/2, for OTNNs that overfit. Fashion-MNIST's borders are black, so the repeated edges pad with black."""
-    if x.ndim != 4 or not x.is_floating_point() or shift < 0:
-        raise ValueError(f"fashion_mnist_augment expects a float batch (N, C, H, W) and shift >= 0, got "
-                         f"{tuple(x.shape)} {x.dtype}, shift={shift}")
     return _shift_and_flip(x, generator, shift)
 
 

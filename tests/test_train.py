@@ -159,6 +159,17 @@ def test_weight_decay_shrinks_the_weights_as_adamw_and_the_card_names_it(tmp_pat
     assert _optimiser(load_recipe("snowflake_unconstrained")) == "Adam lr 0.002"
 
 
+def test_fashion_mnist_augmentation_trains_and_the_card_says_it_is_not_the_papers(tmp_path, data_dir):
+    registry = tmp_path / "registry"
+    code = main(["train", "--recipe", "fashionmnist_linear", "--augment", "--epochs", "1", "--train-limit", "256",
+                 "--test-limit", "64", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"), "--device", "cpu",
+                 "--quiet", "--registry", "--registry-dir", str(registry)])
+    assert code == 0
+    card = (registry / "linear_fashionmnist" / "README.md").read_text()
+    assert "augmented: shifts of up to 2 pixels and horizontal flips (not in the paper)" in card
+    assert "augment: true" in card
+
+
 def test_bf16_is_refused_where_it_breaks_the_lipschitz_bound_and_trains_the_twin(tmp_path, data_dir):
     with pytest.raises(ValueError, match="breaks the 1-Lipschitz bound"):
         prepare(load_recipe("snowflake_otnn", precision="bf16", **TINY), device="cpu", data_dir=data_dir)

@@ -6,6 +6,9 @@ magnitudes: the defaults below are ours. :func:`fashion_mnist_augment` (shifts a
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 from torch.nn import functional as F
 
@@ -66,5 +69,18 @@ def fashion_mnist_augment(x: torch.Tensor, generator: torch.Generator | None = N
     return _shift_and_flip(x, generator, shift)
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """A batch transform for ``augment: true`` and the line a model card says about it."""
+
+    transform: Callable[..., torch.Tensor]
+    summary: str
+
+
 #: The augmentation ``augment: true`` applies, by dataset.
-AUGMENTATIONS = {"celeba": celeba_augment, "fashion_mnist": fashion_mnist_augment}
+AUGMENTATIONS = {
+    "celeba": Augmentation(celeba_augment, "the paper's augmentation (A.2.1: random crop, horizontal flip, brightness, "
+                                           "contrast)"),
+    "fashion_mnist": Augmentation(fashion_mnist_augment, "shifts of up to 2 pixels and horizontal flips (not in the "
+                                                         "paper)"),
+}

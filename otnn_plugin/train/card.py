@@ -6,6 +6,7 @@ import json
 import timm
 import yaml
 
+from ..data.transforms import AUGMENTATIONS
 from .recipe import Recipe
 from .trainer import TrainingSetup, TrainResult
 
@@ -90,7 +91,7 @@ model = timm.create_model("{name}", pretrained=True)   # hub when reachable, els
 ## Training
 
 - Data: `{recipe.dataset}`{f' {recipe.dataset_args}' if recipe.dataset_args else ''}, {log[0]['train_size']} training and {log[0]['test_size']}
-  test images{', with the paper augmentation' if recipe.augment else ''}.
+  test images{', augmented: ' + AUGMENTATIONS[recipe.dataset].summary if recipe.augment else ''}.
 - Time: {result.seconds / 60:.1f} min on {environment['device']} ({environment['device_name']},
   {environment['threads']} threads), torch {environment['torch']}, timm {environment['timm']}.
 - Command: `{command}`

@@ -124,7 +124,7 @@ def train(prepared: TrainingSetup, run_dir: str | Path, resume: bool = False, pr
         run_dir.mkdir(parents=True, exist_ok=True)
 
     x_train, y_train = (t.to(device) for t in prepared.train)
-    augment = AUGMENTATIONS[recipe.dataset] if recipe.augment else None
+    augment = AUGMENTATIONS[recipe.dataset].transform if recipe.augment else None
     started = time.perf_counter() - sum(line.get("seconds", 0.0) for line in log)
     scores: dict = next((line["test"] for line in reversed(log) if "test" in line), {})
     for epoch in range(done + 1, recipe.epochs + 1):

@@ -6,8 +6,8 @@ ImageNet-style image tree (``imagefolder``, with optional human importance maps)
     rows = ds.with_format("torch", dtype=torch.uint8)  # or row by row; without dtype, datasets widens to int64
 
 Where data comes from and how it is cached: :mod:`.sources`; each dataset's columns, splits and options: its
-module (:mod:`.fashion_mnist`, :mod:`.celeba`, :mod:`.snowflake`, :mod:`.imagefolder`). CelebA's training
-augmentation: :func:`.transforms.celeba_augment`.
+module (:mod:`.fashion_mnist`, :mod:`.celeba`, :mod:`.snowflake`, :mod:`.imagefolder`). Training
+augmentations (``augment: true``), by dataset: :data:`.transforms.AUGMENTATIONS`.
 """
 from __future__ import annotations
 

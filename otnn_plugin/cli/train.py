@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 from .._files import check_output
+from ..data.transforms import describe_augmentations
 from ..hub import registry_dir, save_to_registry
 from ..train import list_recipes, load_recipe, prepare, train
 from ..train import distributed
@@ -31,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, help="global batch size (torchrun splits it over the processes)")
     parser.add_argument("--seed", type=int, help="seed for initialisation, shuffling and augmentation")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                        help="augment the training images (CelebA: the paper's A.2.1; Fashion-MNIST: shifts and flips, "
-                             "not in the paper)")
+                        help=f"augment the training images ({describe_augmentations()})")
     parser.add_argument("--train-limit", type=int, help="use only this many training images (seeded subset)")
     parser.add_argument("--test-limit", type=int, help="use only this many test images (seeded subset)")
     parser.add_argument("--power-iterations", type=int,

@@ -84,3 +84,8 @@ AUGMENTATIONS = {
     "fashion_mnist": Augmentation(fashion_mnist_augment, "shifts of up to 2 pixels and horizontal flips (not in the "
                                                          "paper)"),
 }
+
+
+def describe_augmentations() -> str:
+    """What ``augment: true`` does, dataset by dataset, in one line (recipe schema and CLI help)."""
+    return "; ".join(f"{dataset}: {augmentation.summary}" for dataset, augmentation in AUGMENTATIONS.items())

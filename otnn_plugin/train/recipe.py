@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from .._names import unknown_name
+from ..data.transforms import describe_augmentations
 from .._validation import DatasetName, NonNegativeInt, PositiveInt, Settings, check_keys, one_of, validated
 from .precision import PRECISIONS
 from .._yaml import read_yaml
@@ -62,8 +63,7 @@ class Recipe(Settings):
     model_args: dict[str, Any] = Field(default_factory=dict, description="timm.create_model arguments")
     dataset_args: dict[str, Any] = Field(default_factory=dict, description="options of the dataset's loader")
     loss_args: dict[str, Any] = Field(default_factory=dict, description="arguments of the loss")
-    augment: bool = Field(False, description="the paper's CelebA augmentation (A.2.1); on Fashion-MNIST, shifts and "
-                          "flips (not in the paper)")
+    augment: bool = Field(False, description=f"augment the training images ({describe_augmentations()})")
     precision: Annotated[str, one_of("precision", lambda: PRECISIONS)] = Field(
         "fp32", description="fp32, or bf16 autocast (refused where it breaks an OTNN's bound)")
     seed: NonNegativeInt = 0

@@ -325,6 +325,40 @@ def test_stability_metrics_sharing_a_seed_explain_their_neighbours_once(tmp_path
         np.testing.assert_allclose(recorded, expected, rtol=1e-5, atol=1e-7)
 
 
+def test_quantus_metrics_forward_the_same_perturbations_once_for_every_explainer(tmp_path, data_dir, monkeypatch):
+    """Plan 2 seeds each explainer's call of a metric alike, so Quantus's FaithfulnessCorrelation draws the same
+    subsets for every explainer: the runner forwards them once, and every score equals a fresh Quantus call's."""
+    faithfulness = {"metric": "quantus.FaithfulnessCorrelation", "nr_runs": 5, "subset_size": 40,
+                    "perturb_baseline": "black", "normalise": False}
+    config = write_config(tmp_path, samples=4, models={"OTNN": TINY["models"]["OTNN"]},
+                          explainers={"saliency": {}, "gradient_x_input": {}},
+                          metrics={"faithfulness_correlation": faithfulness})
+    calls = {"forwards": 0, "computed": 0}
+
+    class Counting(runner._RememberingModel):
+        def forward(self, x):
+            before = len(self.outputs)
+            output = super().forward(x)
+            calls["forwards"] += 1
+            calls["computed"] += len(self.outputs) - before
+            return output
+
+    monkeypatch.setattr(runner, "_RememberingModel", Counting)
+    out = tmp_path / "out"
+    assert main(["evaluate", str(config), "--out", str(out), "--quiet", "--data-dir", str(data_dir),
+                 "--no-leaderboard"]) == 0
+    assert calls["computed"] == 1 + 5 and calls["forwards"] == 2 * calls["computed"]  # the inputs, then 5 runs
+    prepared = prepare(load_config(config), data_dir)
+    model, x, y = prepared.models["OTNN"], prepared.x, prepared.y
+    units = read_results(out).units
+    spec = load_config(config).metrics["faithfulness_correlation"]
+    for method in ("saliency", "gradient_x_input"):
+        fresh = runner._score(spec, model, x, y, explain(model, x, y, method), explain, {"method": method},
+                              prepared.device, runner.unit_seed(0, "faithfulness_correlation", 0))
+        assert fresh["status"] == "ok"
+        assert units[("OTNN", method, "faithfulness_correlation", 0)]["scores"] == fresh["scores"]  # bit for bit
+
+
 def test_a_metric_with_bad_samples_gives_one_line(tmp_path, capsys):
     metrics = copy.deepcopy(TINY["metrics"])
     metrics["deletion_zero"]["samples"] = 0

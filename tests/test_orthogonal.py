@@ -5,10 +5,11 @@ import pytest
 import timm
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import otnn_plugin
 from otnn_plugin.lipschitz import input_gradient_norms, layer_operator_norms
-from otnn_plugin.orthogonal import OrthogonalConv2d, orthonormal_columns
+from otnn_plugin.orthogonal import CircularConv2d, OrthogonalConv2d, circular_pad, orthonormal_columns
 
 #: (in, out, kernel, stride): square, widening, narrowing, larger kernel, 1x1, strided narrowing and widening.
 SHAPES = [(8, 8, 3, 1), (4, 8, 3, 1), (8, 4, 3, 1), (6, 6, 5, 1), (6, 6, 1, 1), (8, 16, 2, 2), (8, 40, 2, 2)]
@@ -86,6 +87,37 @@ def test_export_folds_the_orthogonal_kernel_into_conv2d():
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         assert (exported(x) - model.eval()(x)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("pad_h, pad_w", [(1, 1), (2, 1), (0, 2), (3, 3)])
+def test_circular_pad_is_torch_circular_padding_bit_for_bit_in_the_inputs_layout(pad_h, pad_w, channels_last):
+    x = torch.randn(2, 5, 6, 7)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    padded = circular_pad(x, pad_h, pad_w)
+    assert torch.equal(padded, F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="circular"))
+    assert padded.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    leaf = torch.randn(2, 3, 4, 5, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: circular_pad(t, pad_h, pad_w), (leaf,))
+    with pytest.raises(ValueError, match="at least that large"):
+        circular_pad(x, 7, 1)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_exported_circular_convolutions_equal_torch_circular_padding_bit_for_bit(channels_last):
+    torch.manual_seed(0)
+    orthogonal = OrthogonalConv2d(6, 6, 3).eval()
+    exported = orthogonal.vanilla_export()
+    reference = nn.Conv2d(6, 6, 3, padding=1, padding_mode="circular")
+    reference.load_state_dict(exported.state_dict())
+    assert type(exported) is CircularConv2d and exported.padding_mode == "circular"
+    x = torch.rand(3, 6, 9, 8)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        for conv in (exported, reference):
+            conv.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(exported(x), reference(x))
 
 
 def _two_blobs(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

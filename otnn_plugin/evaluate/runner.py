@@ -4,7 +4,9 @@ For each model, each explainer explains one batch of samples once (``otnn_plugin
 ``explain_func``), and every metric scores that batch from the same attributions (``a_batch``); a metric with its
 own ``samples`` scores the first rows only. Metrics that explain again around the inputs (Stability, Quantus's
 robustness metrics) get ``explain_func`` too, which remembers what it explained within the batch: two Stability
-metrics given one ``seed`` draw the same neighbours and explain them once. OTNNs are evaluated as
+metrics given one ``seed`` draw the same neighbours and explain them once; Quantus's own metrics get the model with its
+gradient-free forwards remembered within the batch, so that perturbations drawn from a metric's seed alone are
+forwarded once for every explainer. OTNNs are evaluated as
 ``export_vanilla(otnn)``: the same function with plain layers (checked on the first batch), at the cost of its
 unconstrained twin. Work goes batch by batch, and each (model, explainer, metric, batch) is one line of
 ``results.jsonl``, written as soon as it is done: a killed run has scored the same first samples in every cell
@@ -35,7 +37,7 @@ from .._fingerprint import weights_fingerprint
 from .._names import unknown_name
 from .._progress import progress_bar
 from ..devices import resolve_device
-from .config import EvalConfig, MetricSpec, ModelSpec, Shard, Unit, unit_seed
+from .config import QUANTUS_PREFIX, EvalConfig, MetricSpec, ModelSpec, Shard, Unit, unit_seed
 from .label_sides import LabelSides, side_names
 from ..metrics.perturbation import shared_forwards
 from .results import Results, append_record, load_examples, open_results, save_example
@@ -214,14 +216,36 @@ def _digest(value: Any) -> tuple:
     return array.dtype.str, array.shape, hashlib.blake2b(array.tobytes(), digest_size=16).digest()
 
 
+class _RememberingModel(nn.Module):
+    """``model`` as Quantus's own metrics get it within one batch: its forwards without gradients are remembered by
+    the bytes of their inputs, so that a metric whose perturbations depend only on its seed forwards them once for
+    every explainer (``quantus.FaithfulnessCorrelation``: plan 2 seeds each explainer's call alike, so all draw the
+    same subsets). The outputs are the ones the model gives, bit for bit; forwards with gradients are not kept."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.outputs = model, {}
+        self.training = model.training  # Quantus refuses a model in training mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return self.model(x)
+        key = _digest(x)
+        if key not in self.outputs:
+            self.outputs[key] = self.model(x)
+        return self.outputs[key].clone()
+
+
 class _RememberingExplain:
     """``explain`` for one model, explainer and batch, remembering what it explained (by the bytes of the inputs
-    and targets and by the settings), so that metrics explaining the same points share the work."""
+    and targets and by the settings), so that metrics explaining the same points share the work. It explains the
+    model itself when a Quantus metric hands it the :class:`_RememberingModel` around it."""
 
     def __init__(self, explain: Callable[..., np.ndarray]):
         self.explain, self.results = explain, {}
 
     def __call__(self, model: nn.Module, inputs: Any, targets: Any, **settings) -> np.ndarray:
+        model = model.model if isinstance(model, _RememberingModel) else model
         key = (_digest(inputs), _digest(targets), repr(sorted(settings.items())))
         if key not in self.results:
             self.results[key] = self.explain(model, inputs, targets, **settings)
@@ -291,8 +315,9 @@ class _Pass:
     bar: Any
     examples_done: set
 
-    def explain_and_score(self, units: list[Unit]) -> int:
-        """Explain one batch for one model and explainer, then score it with every metric of ``units``."""
+    def explain_and_score(self, units: list[Unit], remembered: _RememberingModel) -> int:
+        """Explain one batch for one model and explainer, then score it with every metric of ``units``; Quantus's
+        own metrics get ``remembered``, the batch's model with its forwards remembered across explainers."""
         from ..explainers import explain
 
         first, config = units[0], self.prepared.config
@@ -320,8 +345,10 @@ class _Pass:
             self.bar.set_postfix_str(unit.metric)
             began = time.perf_counter()
             n = unit.rows.stop - unit.rows.start
+            spec = config.metrics[unit.metric]
+            scored_model = remembered if spec.metric.startswith(QUANTUS_PREFIX) else model
             outcome = {"status": "failed", "error": explain_error} if explain_error else _score(
-                config.metrics[unit.metric], model, x[:n], y[:n], attributions[:n], remembering, explain_kwargs,
+                spec, scored_model, x[:n], y[:n], attributions[:n], remembering, explain_kwargs,
                 self.prepared.device, unit.seed, None if maps is None else maps[:n])
             append_record(self.results, {
                 "event": "unit", "session": self.session, "model": unit.model, "explainer": unit.explainer,
@@ -349,7 +376,8 @@ def run_evaluation(
 
     ``retry_failed`` computes the failed cells again; otherwise a failed cell counts as done. The shards of a run
     write their own folders, which ``otnn leaderboard`` merges. Within a batch and model, perturbed inputs that do
-    not depend on the explanation are forwarded once for all explainers (:func:`shared_forwards`).
+    not depend on the explanation are forwarded once for all explainers (:func:`shared_forwards` for ours, a
+    remembering model for Quantus's).
     """
     config, out = prepared.config, Path(out)
     results = open_results(out, _header(prepared, shard))
@@ -367,11 +395,12 @@ def run_evaluation(
                        dynamic_ncols=True)
     work = _Pass(prepared, out, results, session, plan, done, failed, bar, set(load_examples(out)))
     computed = 0
-    for _, explained in groupby(plan, key=lambda u: (u.batch, u.model)):
+    for (_, model), explained in groupby(plan, key=lambda u: (u.batch, u.model)):
+        remembered = _RememberingModel(prepared.models[model])
         with shared_forwards():
             for _, group in groupby(explained, key=lambda u: u.explainer):
                 todo = [unit for unit in group if unit.key not in done and unit.cell not in failed]
-                computed += work.explain_and_score(todo) if todo else 0
+                computed += work.explain_and_score(todo, remembered) if todo else 0
     bar.close()
     failed_cells = sorted({unit[:3] for unit, record in results.units.items() if record["status"] == "failed"})
     return RunSummary(results, computed, skipped, failed_cells, time.time() - started)

@@ -16,13 +16,15 @@ Run: ``python -m benchmarks.bench_explainers [random|pretrained] [--datasets ...
 (data from ``$OTNN_DATA_DIR``).
 
 RISE (Petsiuk et al. 2018): :func:`run_rise` times our RISE against the same forward passes in the default layout
-under ``no_grad`` (RISE before ``channels_last`` and ``inference_mode``), and bf16 against fp32;
+under ``no_grad`` (RISE before ``channels_last`` and ``inference_mode``), bf16 against fp32, and on the exported
+gradient-norm-preserving OTNN (the CelebA config's) torch's circular padding against ``circular_pad``;
 ``python -m benchmarks.bench_explainers --rise-precision`` measures how bf16 forwards change RISE's maps and
 scores on the paper configs (:func:`rise_precision`).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -47,6 +49,7 @@ from otnn_plugin.explainers import Rise, explain, rise_masks
 from otnn_plugin.explainers._inputs import select_scores
 from otnn_plugin.lipschitz import is_otnn
 from otnn_plugin.metrics.distance import explanation_distance
+from otnn_plugin.orthogonal import CircularConv2d
 
 from .schema import target
 from .timing import compare, print_table, ratio, ratio_summary
@@ -143,6 +146,9 @@ RISE_CASES: dict[str, dict] = {
     "celeba/otnn": {"model": "otnn_vgg_celeba", "args": {"img_size": (109, 89)}, "shape": (3, 109, 89)},
     "celeba/unconstrained": {"model": "unconstrained_vgg_celeba", "args": {"img_size": (109, 89)},
                              "shape": (3, 109, 89)},
+    "celeba/otnn_gnp": {"model": "otnn_vgg_celeba_gnp", "args": {"img_size": (109, 89)}, "shape": (3, 109, 89)},
+    "celeba/unconstrained_gnp": {"model": "unconstrained_vgg_celeba_gnp", "args": {"img_size": (109, 89)},
+                                 "shape": (3, 109, 89)},
 }
 RISE_SIZES = {"full": {"fashionmnist": (16, 128), "celeba": (4, 64), "repeats": 3},
               "quick": {"fashionmnist": (2, 16), "celeba": (1, 4), "repeats": 2}}
@@ -163,6 +169,18 @@ def _default_layout_forwards(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return saliency
 
 
+def _with_torch_padding(model: nn.Module) -> nn.Module | None:
+    """A copy of an exported model whose circular convolutions pad with torch's ``F.pad`` (the export before
+    :func:`~otnn_plugin.orthogonal.circular_pad`); ``None`` if it has none."""
+    if not any(isinstance(m, CircularConv2d) for m in model.modules()):
+        return None
+    before = copy.deepcopy(model)
+    for module in before.modules():
+        if isinstance(module, CircularConv2d):
+            module.__class__ = nn.Conv2d  # the same parameters and settings, torch's padding
+    return before
+
+
 def run_rise(quick: bool = False, device: str = "cpu") -> dict:
     """RISE on random-weight networks (costs do not depend on weights): ours / the previous forwards, bf16 / fp32."""
     size = RISE_SIZES["quick" if quick else "full"]
@@ -175,17 +193,25 @@ def run_rise(quick: bool = False, device: str = "cpu") -> dict:
         generator = torch.Generator().manual_seed(0)
         x = torch.rand(batch, *spec["shape"], generator=generator).to(device)
         y = torch.randint(0, model.num_classes, (batch,), generator=generator).to(device)
-        stats = compare({
+        torch_padding = _with_torch_padding(model)
+        candidates = {
             "default_layout_no_grad": lambda: _default_layout_forwards(model, x, y, n_masks),
             "rise_fp32": lambda: Rise(model).attribute(x, y, n_masks=n_masks),
             "rise_bf16": lambda: Rise(model).attribute(x, y, n_masks=n_masks, precision="bf16"),
-        }, repeats=size["repeats"], warmup=1, device=device)
-        cases[case] = {"stats": stats, "ratios": {
-            "previous_over_rise": ratio_summary(stats, "default_layout_no_grad", "rise_fp32"),
-            "bf16_over_fp32": ratio_summary(stats, "rise_bf16", "rise_fp32")}}
+        }
+        if torch_padding is not None:
+            candidates["rise_torch_padding"] = lambda: Rise(torch_padding).attribute(x, y, n_masks=n_masks)
+        stats = compare(candidates, repeats=size["repeats"], warmup=1, device=device)
+        ratios = {"previous_over_rise": ratio_summary(stats, "default_layout_no_grad", "rise_fp32"),
+                  "bf16_over_fp32": ratio_summary(stats, "rise_bf16", "rise_fp32")}
         what = f"`{spec['model']}`, {batch} images x {n_masks} masks"
         targets += [target(case, "previous_over_rise", f"RISE before (default layout, `no_grad`) / RISE now, {what}"),
                     target(case, "bf16_over_fp32", f"RISE bf16 / fp32 forwards, {what}")]
+        if torch_padding is not None:
+            ratios["torch_padding_over_rise"] = ratio_summary(stats, "rise_torch_padding", "rise_fp32")
+            targets.append(target(case, "torch_padding_over_rise",
+                                  f"RISE with torch's circular padding / with `circular_pad`, {what}"))
+        cases[case] = {"stats": stats, "ratios": ratios}
     return {"name": "rise", "command": "python -m benchmarks --only rise",
             "params": {"device": device, "repeats": size["repeats"], "sizes": size}, "cases": cases,
             "targets": targets}

@@ -17,7 +17,7 @@ Run: ``python -m benchmarks.bench_explainers [random|pretrained] [--datasets ...
 
 RISE (Petsiuk et al. 2018): :func:`run_rise` times our RISE against the same forward passes in the default layout
 under ``no_grad`` (RISE before ``channels_last`` and ``inference_mode``), bf16 against fp32, and on the exported
-gradient-norm-preserving OTNN (the CelebA config's) torch's circular padding against ``circular_pad``;
+OTNNs torch's circular padding against ``circular_pad``;
 ``python -m benchmarks.bench_explainers --rise-precision`` measures how bf16 forwards change RISE's maps and
 scores on the paper configs (:func:`rise_precision`).
 """

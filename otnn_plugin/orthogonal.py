@@ -34,8 +34,8 @@ def circular_pad(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
     """``F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="circular")`` bit for bit, in ``x``'s memory format.
 
     torch's circular padding returns a contiguous tensor from a channels-last one, which the next convolution then
-    converts back; here the padded tensor is written once, in the input's layout (RISE's forwards of the exported
-    CelebA OTNN: 1.3x, ``benchmarks``).
+    converts back; here the padded tensor is written once, in the input's layout (RISE on the exported OTNNs:
+    1.2-1.4x, ``python -m benchmarks --only rise``).
     """
     height, width = x.shape[-2:]
     if not (0 <= pad_h <= height and 0 <= pad_w <= width):
